@@ -1,0 +1,110 @@
+package routing
+
+import (
+	"context"
+	"sync"
+)
+
+var _ Broker = (*MemoryBroker)(nil)
+
+// MemoryHub connects MemoryBrokers in one process, as Redis connects nodes.
+// A single node needs only one broker on its own hub.
+type MemoryHub struct {
+	mu    sync.RWMutex
+	nodes map[string]*MemoryBroker
+}
+
+// NewMemoryHub returns an empty hub.
+func NewMemoryHub() *MemoryHub {
+	return &MemoryHub{nodes: make(map[string]*MemoryBroker)}
+}
+
+// MemoryBroker is an in-process Broker: delivery to the other nodes of its
+// hub is synchronous and always succeeds.
+type MemoryBroker struct {
+	hub  *MemoryHub
+	node string
+
+	mu      sync.Mutex
+	deliver func(*Envelope) int
+	topics  map[Topic]int
+}
+
+// Broker returns the broker of node on the hub, creating it.
+func (h *MemoryHub) Broker(node string) *MemoryBroker {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := &MemoryBroker{hub: h, node: node, topics: make(map[Topic]int)}
+	h.nodes[node] = b
+	return b
+}
+
+// Publish implements Broker. Other nodes count what they delivered.
+func (b *MemoryBroker) Publish(e *Envelope, local int, done func(int, error)) {
+	if done == nil {
+		done = func(int, error) {}
+	}
+	b.hub.mu.RLock()
+	others := len(b.hub.nodes) > 1
+	b.hub.mu.RUnlock()
+	if !others {
+		done(local, nil)
+		return
+	}
+	n := local
+	t := e.Topic()
+	b.hub.mu.RLock()
+	peers := make([]*MemoryBroker, 0, len(b.hub.nodes))
+	for name, p := range b.hub.nodes {
+		if name != b.node {
+			peers = append(peers, p)
+		}
+	}
+	b.hub.mu.RUnlock()
+	for _, p := range peers {
+		p.mu.Lock()
+		deliver, subscribed := p.deliver, p.topics[t] > 0
+		if e.Kind == KindDisconnect && e.Conn != "" {
+			subscribed = true
+		}
+		p.mu.Unlock()
+		if deliver != nil && subscribed {
+			n += deliver(e)
+		}
+	}
+	done(n, nil)
+}
+
+// Subscribe implements Broker.
+func (b *MemoryBroker) Subscribe(t Topic) {
+	b.mu.Lock()
+	b.topics[t]++
+	b.mu.Unlock()
+}
+
+// Unsubscribe implements Broker.
+func (b *MemoryBroker) Unsubscribe(t Topic) {
+	b.mu.Lock()
+	if b.topics[t]--; b.topics[t] <= 0 {
+		delete(b.topics, t)
+	}
+	b.mu.Unlock()
+}
+
+// Run implements Broker.
+func (b *MemoryBroker) Run(ctx context.Context, deliver func(*Envelope) int, _ func()) error {
+	b.mu.Lock()
+	b.deliver = deliver
+	b.mu.Unlock()
+	<-ctx.Done()
+	b.mu.Lock()
+	b.deliver = nil
+	b.mu.Unlock()
+	b.hub.mu.Lock()
+	delete(b.hub.nodes, b.node)
+	b.hub.mu.Unlock()
+	return nil
+}
+
+// Healthy implements Broker.
+func (b *MemoryBroker) Healthy() bool { return true }

@@ -1,0 +1,239 @@
+package routing
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard/switchboard/auth"
+)
+
+// Connection states.
+const (
+	stateNew    int32 = iota // upgraded, waiting for online
+	stateOnline              // bound and ready
+	stateClosed              // closing or closed
+)
+
+// Conn is one WebSocket connection. Its identity (ID, user, action) is fixed
+// before it goes online and read without locks afterwards.
+type Conn struct {
+	r  *Router
+	s  *melody.Session
+	id string
+
+	presetAction string       // from /ws/{action}
+	upgradeToken *auth.Claims // verified token from the upgrade request
+
+	state   atomic.Int32
+	closing atomic.Bool
+	limiter *rate.Limiter
+
+	// Set before the state becomes stateOnline.
+	user, action string
+	prefix       []byte // `{"from":…,"action":…,"ts":`
+	connectedAt  time.Time
+	authed       bool // the user id comes from a token
+	pos          int  // index in the action's slice, guarded by Router.mu
+
+	mu          sync.Mutex // guards the timers and reason
+	onlineTimer *time.Timer
+	expiryTimer *time.Timer
+	expGen      int
+	reason      string // why it was closed, for metrics
+}
+
+// ID returns the connection id.
+func (c *Conn) ID() string { return c.id }
+
+// UserID returns the bound user id ("" before online).
+func (c *Conn) UserID() string {
+	if c.state.Load() == stateNew {
+		return ""
+	}
+	return c.user
+}
+
+// Action returns the bound action ("" before online).
+func (c *Conn) Action() string {
+	if c.state.Load() == stateNew {
+		return ""
+	}
+	return c.action
+}
+
+// write queues a frame without blocking. A full queue makes the error
+// handler evict the connection.
+func (c *Conn) write(b []byte) {
+	_ = c.s.Write(b) // only ErrSessionClosed: nothing left to do
+}
+
+// close sends frame (if any), then a close frame with code, once. The frames
+// go through the outbound queue so the client reads them in order.
+func (c *Conn) close(code int, reason string, frame []byte) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.setReason(reason)
+	if frame != nil {
+		c.write(frame)
+	}
+	_ = c.s.CloseWithMsg(melody.FormatCloseMessage(code, reason))
+}
+
+// closeWithError sends an error frame with code and closes the connection.
+func (c *Conn) closeWithError(code string, closeCode int) {
+	c.r.metrics.errorSent(code)
+	c.close(closeCode, code, errorFrame(code, errorMessages[code], nil, nil))
+}
+
+// evict closes a slow consumer from another goroutine, writing the close
+// frame straight to the socket: its outbound queue is full, so a queued
+// close would be dropped (and melody's Close from the error handler recurses).
+func (c *Conn) evict() {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.setReason("slow_consumer")
+	ws := c.s.WebsocketConnection()
+	go func() {
+		msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "slow consumer")
+		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)) // the socket is closed next either way
+		_ = ws.Close()
+	}()
+}
+
+func (c *Conn) setReason(reason string) {
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = reason
+	}
+	c.mu.Unlock()
+}
+
+// stopTimers stops the online and expiry timers.
+func (c *Conn) stopTimers() {
+	c.mu.Lock()
+	if c.onlineTimer != nil {
+		c.onlineTimer.Stop()
+	}
+	if c.expiryTimer != nil {
+		c.expiryTimer.Stop()
+	}
+	c.mu.Unlock()
+}
+
+// actionConns are the local connections of one action.
+type actionConns struct {
+	all   []*Conn
+	users map[string][]*Conn
+}
+
+// index adds an online connection to the local indexes. It reports whether
+// it is the node's first connection of the user.
+func (r *Router) index(c *Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g := r.actions[c.action]
+	if g == nil {
+		g = &actionConns{users: make(map[string][]*Conn)}
+		r.actions[c.action] = g
+	}
+	c.pos = len(g.all)
+	g.all = append(g.all, c)
+	g.users[c.user] = append(g.users[c.user], c)
+	r.users[c.user]++
+	r.metrics.users.Set(float64(len(r.users)))
+}
+
+// unindex removes an online connection from the local indexes.
+func (r *Router) unindex(c *Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g := r.actions[c.action]
+	if g == nil {
+		return
+	}
+	last := len(g.all) - 1
+	g.all[c.pos] = g.all[last]
+	g.all[c.pos].pos = c.pos
+	g.all[last] = nil
+	g.all = g.all[:last]
+	us := g.users[c.user]
+	for i, o := range us {
+		if o == c {
+			us[i] = us[len(us)-1]
+			us[len(us)-1] = nil
+			us = us[:len(us)-1]
+			break
+		}
+	}
+	if len(us) == 0 {
+		delete(g.users, c.user)
+	} else {
+		g.users[c.user] = us
+	}
+	if len(g.all) == 0 {
+		delete(r.actions, c.action)
+	}
+	if r.users[c.user]--; r.users[c.user] <= 0 {
+		delete(r.users, c.user)
+	}
+	r.metrics.users.Set(float64(len(r.users)))
+}
+
+// deliverLocal writes e's payload to the local connections it targets and
+// returns how many it reached. Writes only queue (they never block), so they
+// happen under the read lock instead of copying the recipients per message.
+func (r *Router) deliverLocal(e *Envelope) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	g := r.actions[e.Action]
+	if g == nil {
+		return 0
+	}
+	conns := g.all
+	if e.User != "" {
+		conns = g.users[e.User]
+	}
+	n := 0
+	for _, c := range conns {
+		if c.id != e.Exclude {
+			c.write(e.Payload)
+			n++
+		}
+	}
+	return n
+}
+
+// localConns returns the local online connections matching the target of a
+// disconnect envelope.
+func (r *Router) localConns(e *Envelope) []*Conn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e.Conn != "" {
+		if c := r.conns[e.Conn]; c != nil {
+			return []*Conn{c}
+		}
+		return nil
+	}
+	if e.User != "" && e.Action == "" {
+		var out []*Conn
+		for _, g := range r.actions {
+			out = append(out, g.users[e.User]...)
+		}
+		return out
+	}
+	g := r.actions[e.Action]
+	if g == nil {
+		return nil
+	}
+	if e.User != "" {
+		return append([]*Conn(nil), g.users[e.User]...)
+	}
+	return append([]*Conn(nil), g.all...)
+}

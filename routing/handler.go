@@ -1,0 +1,375 @@
+package routing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard/switchboard/auth"
+	"github.com/switchboard/switchboard/session"
+)
+
+const (
+	connKey      = "sb.conn"
+	stateBinding = stateClosed + 1 // online in progress
+)
+
+// ServeHTTP upgrades `GET /ws` and `GET /ws/{action}` to WebSocket.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	preset := ""
+	switch {
+	case req.URL.Path == "/ws":
+	case strings.HasPrefix(req.URL.Path, "/ws/"):
+		preset = strings.TrimPrefix(req.URL.Path, "/ws/")
+		if !ValidAction(preset) {
+			http.Error(w, "invalid action: 1-64 characters of A-Z a-z 0-9 _ . : -", http.StatusBadRequest)
+			return
+		}
+	default:
+		http.NotFound(w, req)
+		return
+	}
+	c := &Conn{r: r, id: newConnID(), presetAction: preset}
+	if tok := auth.TokenFromRequest(req); tok != "" && r.verify.Enabled() {
+		claims, err := r.verify.Verify(req.Context(), tok)
+		if err != nil {
+			r.metrics.errorSent(CodeUnauthorized)
+			http.Error(w, "invalid token", http.StatusUnauthorized)
+			return
+		}
+		c.upgradeToken = &claims
+	}
+	c.limiter = rate.NewLimiter(rate.Limit(r.cfg.RateLimit), r.cfg.RateBurst)
+
+	r.mu.Lock()
+	if r.closing.Load() {
+		r.mu.Unlock()
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	defer r.wg.Done()
+	// On failure the upgrader has already answered with an HTTP error.
+	_ = r.m.HandleRequestWithKeys(w, req, map[string]any{connKey: c})
+}
+
+// newConnID returns a random, URL-safe connection id.
+func newConnID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// checkOrigin allows requests without Origin (non-browser clients), from the
+// server's own host, and from ALLOWED_ORIGINS.
+func (r *Router) checkOrigin(req *http.Request) bool {
+	origin := req.Header.Get("Origin")
+	if origin == "" || r.anyOrig {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, req.Host) {
+		return true
+	}
+	return r.origins[strings.ToLower(u.Scheme+"://"+u.Host)]
+}
+
+func connOf(s *melody.Session) *Conn {
+	return s.Keys[connKey].(*Conn) // set before the session exists, never changed
+}
+
+func (r *Router) onConnect(s *melody.Session) {
+	c := connOf(s)
+	c.s = s
+	r.mu.Lock()
+	r.conns[c.id] = c
+	closing := r.closing.Load()
+	r.mu.Unlock()
+	r.metrics.connections.Inc()
+	if closing {
+		c.close(websocket.CloseGoingAway, "server shutting down", nil)
+		return
+	}
+	c.mu.Lock()
+	c.onlineTimer = time.AfterFunc(r.cfg.OnlineTimeout, func() {
+		if c.state.CompareAndSwap(stateNew, stateClosed) {
+			c.setReason("timeout")
+			c.closeWithError(CodeOnlineTimeout, websocket.ClosePolicyViolation)
+		}
+	})
+	c.mu.Unlock()
+}
+
+func (r *Router) onDisconnect(s *melody.Session) {
+	c := connOf(s)
+	c.stopTimers()
+	prev := c.state.Swap(stateClosed)
+	r.mu.Lock()
+	delete(r.conns, c.id)
+	r.mu.Unlock()
+	r.metrics.connections.Dec()
+	c.mu.Lock()
+	reason := c.reason
+	c.mu.Unlock()
+	r.metrics.disconnects.WithLabelValues(reasonLabel(reason)).Inc()
+	if prev != stateOnline {
+		return
+	}
+	r.unindex(c)
+	r.broker.Unsubscribe(Topic{TopicAction, c.action})
+	r.broker.Unsubscribe(Topic{TopicUser, c.user})
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // the connection is gone; its cleanup outlives the request
+	defer cancel()
+	removed, err := r.store.Unbind(ctx, c.id)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+	case err != nil:
+		r.metrics.storeErrors.Inc()
+		r.pendingMu.Lock()
+		r.pending = append(r.pending, c.id)
+		r.pendingMu.Unlock()
+	case removed.Last:
+		r.sendPresenceEvent(ctx, "leave", c.user, c.action, "")
+	}
+	r.log.Debug("connection closed", "conn", c.id, "reason", reasonLabel(reason))
+}
+
+// reasonLabel maps a close reason to a bounded metrics label.
+func reasonLabel(reason string) string {
+	switch reason {
+	case "":
+		return "client"
+	case "slow_consumer", "timeout", "api", "message_too_big", "invalid_utf8":
+		return reason
+	case "server shutting down":
+		return "shutdown"
+	case CodeUnavailable:
+		return "unavailable"
+	default:
+		return "policy"
+	}
+}
+
+func (r *Router) onError(s *melody.Session, err error) {
+	c := connOf(s)
+	switch {
+	case errors.Is(err, melody.ErrMessageBufferFull):
+		// Runs on the writer's goroutine, possibly under melody's hub lock:
+		// only hand off.
+		c.evict()
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.setReason("message_too_big") // gorilla has already sent close 1009
+	}
+}
+
+func (r *Router) onBinary(s *melody.Session, _ []byte) {
+	c := connOf(s)
+	switch c.state.Load() {
+	case stateNew:
+		c.closeWithError(CodeBinaryUnsupported, websocket.ClosePolicyViolation)
+	case stateOnline:
+		r.metrics.received.Inc()
+		if !c.limiter.Allow() {
+			r.sendError(c, CodeRateLimited, nil, nil)
+			return
+		}
+		r.sendError(c, CodeBinaryUnsupported, nil, nil)
+	}
+}
+
+func (r *Router) onMessage(s *melody.Session, b []byte) {
+	c := connOf(s)
+	if !utf8.Valid(b) {
+		c.setReason("invalid_utf8")
+		c.close(websocket.CloseInvalidFramePayloadData, "invalid UTF-8", nil)
+		return
+	}
+	switch c.state.Load() {
+	case stateNew:
+		r.online(c, b)
+	case stateOnline:
+		r.handle(c, b)
+	}
+}
+
+// sendError writes an error frame to c. id and to are raw JSON or nil.
+func (r *Router) sendError(c *Conn, code string, id, to []byte) {
+	r.metrics.errorSent(code)
+	c.write(errorFrame(code, errorMessages[code], id, to))
+}
+
+// onlineMsg is the first message of a connection.
+type onlineMsg struct {
+	Action json.RawMessage `json:"action"`
+	UserID json.RawMessage `json:"user_id"`
+	From   json.RawMessage `json:"from"`
+	Token  json.RawMessage `json:"token"`
+}
+
+func absent(raw json.RawMessage) bool { return raw == nil || string(raw) == "null" }
+
+// online binds c as its first message asks, then answers ready.
+func (r *Router) online(c *Conn, b []byte) {
+	policy := websocket.ClosePolicyViolation
+	f, ok := parseObject(b)
+	if !ok {
+		c.closeWithError(CodeInvalidJSON, policy)
+		return
+	}
+	if typ, _ := stringValue(f.typ); typ != "online" {
+		c.closeWithError(CodeNotOnline, policy)
+		return
+	}
+	var msg onlineMsg
+	if err := json.Unmarshal(b, &msg); err != nil {
+		c.closeWithError(CodeInvalidJSON, policy)
+		return
+	}
+
+	action := c.presetAction
+	if !absent(msg.Action) {
+		a, ok := stringValue(msg.Action)
+		if !ok || !ValidAction(a) || (action != "" && a != action) {
+			c.closeWithError(CodeInvalidAction, policy)
+			return
+		}
+		action = a
+	}
+	if action == "" {
+		c.closeWithError(CodeMissingAction, policy)
+		return
+	}
+
+	rawUser := msg.UserID
+	if absent(rawUser) {
+		rawUser = msg.From
+	}
+	user := ""
+	if !absent(rawUser) {
+		u, ok := stringValue(rawUser)
+		if !ok || !ValidUserID(u) {
+			c.closeWithError(CodeInvalidUser, policy)
+			return
+		}
+		user = u
+	}
+
+	token := ""
+	if !absent(msg.Token) {
+		t, ok := stringValue(msg.Token)
+		if !ok {
+			c.closeWithError(CodeUnauthorized, policy)
+			return
+		}
+		token = t
+	}
+
+	var exp time.Time
+	if r.verify.Enabled() {
+		claims := c.upgradeToken
+		if token != "" {
+			cl, err := r.verify.Verify(context.Background(), token) //nolint:contextcheck // bounded by the verifier's own timeouts
+			if err != nil {
+				c.closeWithError(CodeUnauthorized, policy)
+				return
+			}
+			claims = &cl
+		}
+		switch {
+		case claims != nil:
+			if user != "" && user != claims.UserID {
+				c.closeWithError(CodeUserMismatch, policy)
+				return
+			}
+			user, exp, c.authed = claims.UserID, claims.Expiry, true
+		case r.cfg.AuthOptional:
+			user = c.id // anonymous: nobody can pose as a token holder
+		default:
+			c.closeWithError(CodeUnauthorized, policy)
+			return
+		}
+	} else if user == "" {
+		user = c.id
+	}
+
+	if !c.state.CompareAndSwap(stateNew, stateBinding) {
+		return // timed out meanwhile
+	}
+	c.stopTimers()
+	c.user, c.action = user, action
+	c.prefix = stampPrefix(user, action)
+	c.connectedAt = time.Now()
+
+	r.broker.Subscribe(Topic{TopicAction, action})
+	r.broker.Subscribe(Topic{TopicUser, user})
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
+	defer cancel()
+	first, err := r.store.Bind(ctx, c.binding())
+	if err != nil {
+		r.broker.Unsubscribe(Topic{TopicAction, action})
+		r.broker.Unsubscribe(Topic{TopicUser, user})
+		r.metrics.storeErrors.Inc()
+		c.state.Store(stateClosed)
+		c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+		return
+	}
+
+	ready := []byte(`{"type":"ready","connection_id":"` + c.id + `","user_id":`)
+	ready = appendJSONString(ready, user)
+	ready = append(ready, `,"action":`...)
+	ready = appendJSONString(ready, action)
+	ready = append(ready, '}')
+	c.write(ready) // before indexing, so no delivery overtakes it
+	r.index(c)
+	c.state.Store(stateOnline)
+	if c.closing.Load() {
+		return // closed meanwhile (shutdown): onDisconnect unbinds
+	}
+	if c.authed {
+		c.setExpiry(exp)
+	}
+	if first {
+		r.sendPresenceEvent(ctx, "join", user, action, c.id)
+	}
+	r.log.Debug("connection online", "conn", c.id, "action", action)
+}
+
+// binding returns c's binding in the store.
+func (c *Conn) binding() session.Binding {
+	return session.Binding{ConnID: c.id, UserID: c.user, Action: c.action, Node: c.r.node, ConnectedAt: c.connectedAt}
+}
+
+// setExpiry (re)arms the timer that closes c when its token expires. A
+// timer replaced by a refresh finds its generation outdated and does nothing.
+func (c *Conn) setExpiry(exp time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiryTimer != nil {
+		c.expiryTimer.Stop()
+	}
+	c.expGen++
+	gen := c.expGen
+	c.expiryTimer = time.AfterFunc(time.Until(exp.Add(c.r.cfg.TokenLeeway)), func() {
+		c.mu.Lock()
+		current := c.expGen == gen
+		c.mu.Unlock()
+		if current {
+			c.closeWithError(CodeTokenExpired, websocket.ClosePolicyViolation)
+		}
+	})
+}

@@ -1,0 +1,101 @@
+package routing
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are one node's Prometheus collectors. No label ever holds a user,
+// a connection or an action: label values come from fixed sets.
+type metrics struct {
+	connections   prometheus.Gauge
+	users         prometheus.Gauge
+	received      prometheus.Counter
+	delivered     map[string]prometheus.Counter // broadcast, direct, api
+	errors        *prometheus.CounterVec
+	errorByCode   map[string]prometheus.Counter
+	disconnects   *prometheus.CounterVec
+	storeErrors   prometheus.Counter
+	storeUp       prometheus.Gauge
+	brokerUp      prometheus.Gauge
+	routeLatency  prometheus.Histogram
+	deliveredAny  prometheus.Counter
+	publishFailed prometheus.Counter
+}
+
+// Delivery kinds for switchboard_messages_delivered_total.
+const (
+	deliveryBroadcast = "broadcast"
+	deliveryDirect    = "direct"
+	deliveryAPI       = "api"
+)
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_connections", Help: "Live WebSocket connections on this node.",
+		}),
+		users: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_users", Help: "Distinct online users on this node.",
+		}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_messages_received_total", Help: "Messages received from clients after online.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_errors_total", Help: "Error messages sent to clients, by code.",
+		}, []string{"code"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_disconnects_total", Help: "Closed connections, by reason.",
+		}, []string{"reason"}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_store_errors_total", Help: "Failed operations on the shared store (Redis or memory).",
+		}),
+		storeUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_store_up", Help: "1 when the shared store answered the last check.",
+		}),
+		brokerUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_broker_up", Help: "1 when messages can be routed to other nodes.",
+		}),
+		routeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_routing_latency_seconds",
+			Help:    "Time from receiving a message to knowing its cluster-wide delivery count.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		publishFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_publish_failures_total", Help: "Messages that could not be routed to other nodes.",
+		}),
+	}
+	delivered := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_messages_delivered_total", Help: "Messages handed to local connections, by kind.",
+	}, []string{"kind"})
+	m.delivered = map[string]prometheus.Counter{}
+	for _, k := range []string{deliveryBroadcast, deliveryDirect, deliveryAPI} {
+		m.delivered[k] = delivered.WithLabelValues(k)
+	}
+	m.errorByCode = map[string]prometheus.Counter{}
+	for code := range errorMessages {
+		m.errorByCode[code] = m.errors.WithLabelValues(code)
+	}
+	for _, reason := range disconnectReasons {
+		m.disconnects.WithLabelValues(reason)
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.users, m.received, delivered, m.errors,
+			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed)
+	}
+	return m
+}
+
+// disconnectReasons are the values of the reason label.
+var disconnectReasons = []string{
+	"client", "slow_consumer", "policy", "timeout", "shutdown", "api", "message_too_big", "invalid_utf8", "unavailable", "error",
+}
+
+// errorSent counts an error frame; codes outside the spec's set (from custom
+// handlers) are counted as "custom".
+func (m *metrics) errorSent(code string) {
+	if c, ok := m.errorByCode[code]; ok {
+		c.Inc()
+		return
+	}
+	m.errors.WithLabelValues("custom").Inc()
+}

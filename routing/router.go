@@ -1,0 +1,430 @@
+// Package routing implements Switchboard's wire protocol: it upgrades
+// WebSocket connections, binds them to a user id and an action in the
+// session store, and routes their messages to an action or a user, locally
+// and through a Broker to the other nodes.
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard/switchboard/auth"
+	"github.com/switchboard/switchboard/session"
+)
+
+// Config configures a Router. The zero value of every field means its
+// documented default.
+type Config struct {
+	// Node is this node's id, unique in the cluster. Required.
+	Node string
+	// Store holds the bindings. Default: a new in-memory store.
+	Store session.Store
+	// Broker carries messages to other nodes. Default: a single-node
+	// in-memory broker.
+	Broker Broker
+	// Verifier checks tokens; nil or not Enabled means auth is off.
+	Verifier *auth.Verifier
+	// AuthOptional admits anonymous clients beside token holders when auth
+	// is on (AUTH_REQUIRED=false). Default false: a token is required.
+	AuthOptional bool
+	// TokenLeeway is added to a token's exp before a live connection is
+	// closed with token_expired. Default 0.
+	TokenLeeway time.Duration
+	// AllowedOrigins lists the Origins (scheme://host[:port], or "*") allowed
+	// to connect. Default: only the server's own host. Requests without an
+	// Origin header (non-browser clients) are always allowed.
+	AllowedOrigins []string
+	// MaxMessageBytes is the largest message read; larger ones close the
+	// connection with 1009. Default 65536.
+	MaxMessageBytes int64
+	// OnlineTimeout is how long a new connection may wait before online.
+	// Default 10s.
+	OnlineTimeout time.Duration
+	// RateLimit is the messages per second a connection may send; RateBurst
+	// the burst. Defaults 100 and 200.
+	RateLimit float64
+	RateBurst int
+	// NoPresenceEvents turns join/leave events off (PRESENCE_EVENTS=false).
+	NoPresenceEvents bool
+	// PresenceEventsLimit: events are sent only while the action has at most
+	// this many users online. Default 1000.
+	PresenceEventsLimit int
+	// HeartbeatTTL is how long this node's heartbeat lives in the store;
+	// it is refreshed every third of it. Default 15s.
+	HeartbeatTTL time.Duration
+	// OutboundQueue is the number of frames queued per connection before it
+	// is closed as a slow consumer. Default 256.
+	OutboundQueue int
+	// WriteWait bounds one socket write. Default 10s.
+	WriteWait time.Duration
+	// PongWait is how long a connection may stay silent (no pong) before it
+	// is dropped; pings go out every 9/10 of it. Default 60s.
+	PongWait time.Duration
+	// StoreTimeout bounds each store operation done for a connection.
+	// Default 5s.
+	StoreTimeout time.Duration
+	// Registerer receives the Prometheus metrics. Default: none.
+	Registerer prometheus.Registerer
+	// Logger receives logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Store == nil {
+		c.Store = session.NewMemoryStore()
+	}
+	if c.Broker == nil {
+		c.Broker = NewMemoryHub().Broker(c.Node)
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 65536
+	}
+	if c.OnlineTimeout <= 0 {
+		c.OnlineTimeout = 10 * time.Second
+	}
+	if c.RateLimit <= 0 {
+		c.RateLimit = 100
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = 200
+	}
+	if c.PresenceEventsLimit <= 0 {
+		c.PresenceEventsLimit = 1000
+	}
+	if c.HeartbeatTTL <= 0 {
+		c.HeartbeatTTL = 15 * time.Second
+	}
+	if c.OutboundQueue <= 0 {
+		c.OutboundQueue = 256
+	}
+	if c.WriteWait <= 0 {
+		c.WriteWait = 10 * time.Second
+	}
+	if c.PongWait <= 0 {
+		c.PongWait = 60 * time.Second
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// Router serves WebSocket connections and routes their messages. It is safe
+// for concurrent use.
+type Router struct {
+	cfg     Config
+	node    string
+	store   session.Store
+	broker  Broker
+	verify  *auth.Verifier
+	log     *slog.Logger
+	m       *melody.Melody
+	metrics *metrics
+	origins map[string]bool
+	anyOrig bool
+
+	mu      sync.RWMutex
+	conns   map[string]*Conn        // every connection, by id
+	actions map[string]*actionConns // online connections by action
+	users   map[string]int          // online connections by user
+	cmds    map[string]HandlerFunc  // custom message types
+
+	pendingMu sync.Mutex
+	pending   []string // connection ids whose Unbind failed; retried on recovery
+
+	wg       sync.WaitGroup // one per connection being served
+	closing  atomic.Bool
+	storeOK  atomic.Bool
+	stopOnce sync.Once
+}
+
+// New returns a Router. It does no I/O and starts no goroutine; call Run.
+func New(cfg Config) (*Router, error) {
+	if cfg.Node == "" {
+		return nil, errors.New("routing: Config.Node is required")
+	}
+	cfg.setDefaults()
+	r := &Router{
+		cfg:     cfg,
+		node:    cfg.Node,
+		store:   cfg.Store,
+		broker:  cfg.Broker,
+		verify:  cfg.Verifier,
+		log:     cfg.Logger,
+		metrics: newMetrics(cfg.Registerer),
+		origins: make(map[string]bool),
+		conns:   make(map[string]*Conn),
+		actions: make(map[string]*actionConns),
+		users:   make(map[string]int),
+		cmds:    make(map[string]HandlerFunc),
+	}
+	for _, o := range cfg.AllowedOrigins {
+		o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
+		if o == "*" {
+			r.anyOrig = true
+		} else if o != "" {
+			r.origins[o] = true
+		}
+	}
+	r.storeOK.Store(true)
+	r.m = r.newMelody()
+	return r, nil
+}
+
+func (r *Router) newMelody() *melody.Melody {
+	m := melody.New()
+	m.Config.MaxMessageSize = r.cfg.MaxMessageBytes
+	m.Config.MessageBufferSize = r.cfg.OutboundQueue
+	m.Config.WriteWait = r.cfg.WriteWait
+	m.Config.PongWait = r.cfg.PongWait
+	m.Config.PingPeriod = r.cfg.PongWait * 9 / 10
+	m.Config.ConcurrentMessageHandling = false // one message at a time per connection keeps order
+	m.Upgrader = &websocket.Upgrader{
+		// Zero buffer sizes reuse the buffers net/http already allocated for
+		// the connection (see gorilla's Upgrade), saving memory per connection.
+		CheckOrigin:       r.checkOrigin,
+		EnableCompression: false, // a small compressed frame can inflate past every limit
+		HandshakeTimeout:  10 * time.Second,
+	}
+	m.HandleConnect(r.onConnect)
+	m.HandleDisconnect(r.onDisconnect)
+	m.HandleMessage(r.onMessage)
+	m.HandleMessageBinary(r.onBinary)
+	m.HandleError(r.onError)
+	return m
+}
+
+// Run runs the node's background work: delivery from other nodes, the
+// heartbeat, reaping dead nodes and rewriting bindings after the store lost
+// them. It returns when ctx ends.
+func (r *Router) Run(ctx context.Context) error {
+	r.broker.Subscribe(Topic{TopicNode, r.node})
+	errc := make(chan error, 1)
+	// The broker re-established its subscriptions after losing its
+	// connection: the store may have restarted empty, so write bindings back.
+	resubscribed := func() {
+		rctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+		defer cancel()
+		r.restore(rctx)
+	}
+	go func() { errc <- r.broker.Run(ctx, r.deliverRemote, resubscribed) }()
+	r.heartbeat(ctx)
+	tick := time.NewTicker(r.cfg.HeartbeatTTL / 3)
+	defer tick.Stop()
+	reapEvery := r.cfg.HeartbeatTTL / 2
+	nextReap := time.Now().Add(jitter(reapEvery))
+	for {
+		select {
+		case <-ctx.Done():
+			return <-errc
+		case now := <-tick.C:
+			r.heartbeat(ctx)
+			if now.After(nextReap) {
+				r.reap(ctx)
+				nextReap = now.Add(jitter(reapEvery))
+			}
+		}
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}
+
+// heartbeat refreshes this node's heartbeat and rewrites the bindings when
+// the store comes back after failing.
+func (r *Router) heartbeat(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	err := r.store.Heartbeat(ctx, r.node, r.cfg.HeartbeatTTL)
+	if err != nil {
+		if r.storeOK.Swap(false) {
+			r.log.Error("store unreachable", "err", err)
+			r.metrics.storeUp.Set(0)
+		}
+		r.metrics.storeErrors.Inc()
+		return
+	}
+	if !r.storeOK.Swap(true) {
+		r.log.Info("store reachable again; rewriting bindings")
+		r.metrics.storeUp.Set(1)
+		r.restore(ctx)
+	}
+	r.metrics.storeUp.Set(1)
+}
+
+// restore writes every live binding of this node back to the store and
+// retries the unbinds that failed.
+func (r *Router) restore(ctx context.Context) {
+	r.mu.RLock()
+	bs := make([]session.Binding, 0, len(r.conns))
+	for _, c := range r.conns {
+		if c.state.Load() == stateOnline {
+			bs = append(bs, c.binding())
+		}
+	}
+	r.mu.RUnlock()
+	if err := r.store.Restore(ctx, bs); err != nil {
+		r.log.Error("rewriting bindings failed", "bindings", len(bs), "err", err)
+		r.metrics.storeErrors.Inc()
+		return
+	}
+	r.pendingMu.Lock()
+	pending := r.pending
+	r.pending = nil
+	r.pendingMu.Unlock()
+	for i, id := range pending {
+		if _, err := r.store.Unbind(ctx, id); err != nil && !errors.Is(err, session.ErrNotFound) {
+			r.pendingMu.Lock()
+			r.pending = append(r.pending, pending[i:]...)
+			r.pendingMu.Unlock()
+			break
+		}
+	}
+	r.log.Info("bindings rewritten", "bindings", len(bs), "stale_removed", len(pending))
+}
+
+// reap removes the bindings of dead nodes and sends the leave events they owed.
+func (r *Router) reap(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	removed, err := r.store.Reap(ctx)
+	if err != nil {
+		r.metrics.storeErrors.Inc()
+		return
+	}
+	if len(removed) > 0 {
+		r.log.Info("removed bindings of dead nodes", "bindings", len(removed))
+	}
+	for _, b := range removed {
+		if b.Last {
+			r.sendPresenceEvent(ctx, "leave", b.UserID, b.Action, "")
+		}
+	}
+}
+
+// sendPresenceEvent sends a join or leave to the action's connections,
+// cluster-wide, unless events are off or the action is too large.
+func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclude string) {
+	if r.cfg.NoPresenceEvents {
+		return
+	}
+	n, err := r.store.CountAction(ctx, action)
+	if err != nil {
+		return
+	}
+	if n > r.cfg.PresenceEventsLimit {
+		users, err := r.store.ActionUsers(ctx, action)
+		if err != nil || len(users) > r.cfg.PresenceEventsLimit {
+			return
+		}
+	}
+	kind := KindJoin
+	if typ == "leave" {
+		kind = KindLeave
+	}
+	e := &Envelope{Kind: kind, Origin: r.node, Exclude: exclude, Action: action, Payload: eventFrame(typ, user, action)}
+	r.broker.Publish(e, r.deliverLocal(e), nil)
+}
+
+// deliverRemote handles an envelope from another node.
+func (r *Router) deliverRemote(e *Envelope) int {
+	if e.Origin == r.node && e.Kind != KindDisconnect {
+		return 0
+	}
+	if e.Kind == KindDisconnect {
+		conns := r.localConns(e)
+		for _, c := range conns {
+			r.disconnect(c, string(e.Payload))
+		}
+		return len(conns)
+	}
+	n := r.deliverLocal(e)
+	if e.Kind == KindMessage {
+		kind := deliveryBroadcast
+		if e.User != "" {
+			kind = deliveryDirect
+		}
+		r.metrics.delivered[kind].Add(float64(n))
+	}
+	return n
+}
+
+// disconnect closes c on behalf of the server API: a status message, then 1000.
+func (r *Router) disconnect(c *Conn, reason string) {
+	frame := []byte(`{"type":"status","status":"disconnected","reason":`)
+	frame = appendJSONString(frame, reason)
+	frame = append(frame, '}')
+	c.close(websocket.CloseNormalClosure, reason, frame)
+	c.mu.Lock()
+	c.reason = "api"
+	c.mu.Unlock()
+}
+
+// Ready reports whether the node can serve: store reachable, broker
+// healthy, token keys loaded.
+func (r *Router) Ready(ctx context.Context) error {
+	if r.closing.Load() {
+		return errors.New("shutting down")
+	}
+	if err := r.store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if !r.broker.Healthy() {
+		return errors.New("broker: cannot route to other nodes")
+	}
+	if r.verify.Enabled() && !r.verify.Ready() {
+		return errors.New("auth: signing keys not loaded yet")
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, closes every connection with 1001
+// ("going away"), waits for their bindings to be removed, and removes what
+// is left of this node's bindings. It returns when done or when ctx ends.
+func (r *Router) Shutdown(ctx context.Context) error {
+	r.closing.Store(true)
+	r.mu.RLock()
+	conns := make([]*Conn, 0, len(r.conns))
+	for _, c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.mu.RUnlock()
+	for _, c := range conns {
+		c.close(websocket.CloseGoingAway, "server shutting down", nil)
+	}
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, c := range conns {
+			_ = c.s.WebsocketConnection().Close() // force what did not close in time
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
+	defer cancel()
+	removed, rerr := r.store.RemoveNode(rctx, r.node)
+	for _, b := range removed {
+		if b.Last {
+			r.sendPresenceEvent(rctx, "leave", b.UserID, b.Action, "")
+		}
+	}
+	return errors.Join(err, rerr)
+}
