@@ -15,6 +15,7 @@ const (
 	KindJoin       byte = 'j' // join event for an action
 	KindLeave      byte = 'l' // leave event for an action
 	KindDisconnect byte = 'd' // disconnect the target's connections (server API)
+	KindProbe      byte = 'p' // a node's probe of its own subscription
 )
 
 // Envelope is what one node hands to the others.
@@ -68,8 +69,11 @@ type Broker interface {
 	// counted by local for this node), or an error wrapping
 	// ErrBrokerUnavailable.
 	Publish(e *Envelope, local int, done func(delivered int, err error))
-	// Subscribe and Unsubscribe change what this node receives. They never block on I/O.
-	Subscribe(t Topic)
+	// Subscribe adds a reference to t and returns once envelopes for t
+	// reach this node, or with an error wrapping ErrBrokerUnavailable when
+	// ctx ends first (the reference is then dropped). Unsubscribe drops a
+	// reference without blocking.
+	Subscribe(ctx context.Context, t Topic) error
 	Unsubscribe(t Topic)
 	// Run delivers envelopes from other nodes to deliver (one at a time, in
 	// order; deliver returns how many local connections it reached) until

@@ -76,10 +76,11 @@ func (b *MemoryBroker) Publish(e *Envelope, local int, done func(int, error)) {
 }
 
 // Subscribe implements Broker.
-func (b *MemoryBroker) Subscribe(t Topic) {
+func (b *MemoryBroker) Subscribe(_ context.Context, t Topic) error {
 	b.mu.Lock()
 	b.topics[t]++
 	b.mu.Unlock()
+	return nil
 }
 
 // Unsubscribe implements Broker.

@@ -315,14 +315,23 @@ func (r *Router) online(c *Conn, b []byte) {
 	c.prefix = stampPrefix(user, action)
 	c.connectedAt = time.Now()
 
-	r.broker.Subscribe(Topic{TopicAction, action})
-	r.broker.Subscribe(Topic{TopicUser, user})
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
 	defer cancel()
-	first, err := r.store.Bind(ctx, c.binding())
+	// Subscribe before binding, so that nothing sent to the new binding
+	// from another node is missed.
+	first, err := false, r.broker.Subscribe(ctx, Topic{TopicAction, action})
+	if err == nil {
+		if err = r.broker.Subscribe(ctx, Topic{TopicUser, user}); err != nil {
+			r.broker.Unsubscribe(Topic{TopicAction, action})
+		}
+	}
+	if err == nil {
+		if first, err = r.store.Bind(ctx, c.binding()); err != nil {
+			r.broker.Unsubscribe(Topic{TopicAction, action})
+			r.broker.Unsubscribe(Topic{TopicUser, user})
+		}
+	}
 	if err != nil {
-		r.broker.Unsubscribe(Topic{TopicAction, action})
-		r.broker.Unsubscribe(Topic{TopicUser, user})
 		r.metrics.storeErrors.Inc()
 		c.state.Store(stateClosed)
 		c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)

@@ -212,7 +212,11 @@ func (r *Router) newMelody() *melody.Melody {
 // heartbeat, reaping dead nodes and rewriting bindings after the store lost
 // them. It returns when ctx ends.
 func (r *Router) Run(ctx context.Context) error {
-	r.broker.Subscribe(Topic{TopicNode, r.node})
+	go func() {
+		if err := r.broker.Subscribe(ctx, Topic{TopicNode, r.node}); err != nil {
+			r.log.Warn("subscribing to the node channel", "err", err)
+		}
+	}()
 	errc := make(chan error, 1)
 	// The broker re-established its subscriptions after losing its
 	// connection: the store may have restarted empty, so write bindings back.

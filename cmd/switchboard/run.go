@@ -132,6 +132,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/api/", s.router.API(cfg.AdminToken)) // 404 for everything without ADMIN_TOKEN
 	mux.Handle("/", web.Handler())
 	s.http = &http.Server{
 		Handler:           mux,
@@ -148,7 +149,18 @@ func (s *server) openStore() error {
 		s.broker = routing.NewMemoryHub().Broker(s.cfg.NodeID)
 		return nil
 	}
-	return errors.New("REDIS_URL: Redis support is not built yet")
+	client, err := session.NewRedisClient(s.cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	s.store = session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix})
+	s.broker = routing.NewRedisBroker(client, routing.RedisBrokerConfig{
+		Node:   s.cfg.NodeID,
+		Prefix: s.cfg.RedisPrefix,
+		Logger: s.log,
+	})
+	s.closers = append(s.closers, client.Close)
+	return nil
 }
 
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
