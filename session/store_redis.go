@@ -1,0 +1,986 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var _ Store = (*RedisStore)(nil)
+
+// Defaults of RedisOptions.
+const (
+	DefaultRedisPrefix  = "sb:"
+	DefaultRedisTimeout = 3 * time.Second
+)
+
+const (
+	// redisBatch bounds the bindings one script call or pipeline handles in
+	// Reap, RemoveNode and Restore, so that no single call blocks Redis (or
+	// outlasts the round-trip timeout) however many connections a node had.
+	redisBatch = 500
+	// reapLockTTL is how long a cluster reaper holds a dead node to itself.
+	// If that reaper dies, another takes over after this.
+	reapLockTTL = 10 * time.Second
+)
+
+// RedisOptions configures a RedisStore. The zero value means the defaults.
+type RedisOptions struct {
+	// Prefix starts every key (REDIS_PREFIX), so that deployments can share
+	// a Redis. Default "sb:".
+	Prefix string
+	// Timeout bounds each call: a call that takes longer fails with
+	// ErrUnavailable. A failed Bind may take as long again to remove what
+	// it wrote; Reap, RemoveNode and Restore, which work in batches of 500
+	// bindings, apply it to each batch. Default 3 s.
+	Timeout time.Duration
+}
+
+// RedisStore is a Store in Redis, shared by every node. It is safe for
+// concurrent use and holds no state of its own besides the client.
+//
+// Keys, with the default prefix "sb:" (values are plain strings, so
+// redis-cli shows them as they are):
+//
+//	sb:conn:{connection_id}   hash: user_id, action, node, connected_at (Unix ms, decimal)
+//	sb:action:{action}        hash: {connection_id} → user_id
+//	sb:user:{user_id}         hash: {connection_id} → action
+//	sb:node:{node_id}         string with a TTL (Heartbeat): the node is alive; its
+//	                          value is the Unix ms time of the last heartbeat
+//	sb:nodeconns:{node_id}    set of the node's connection ids, so a dead node's
+//	                          bindings are found without scanning the keyspace
+//	sb:nodes                  set of node ids that have bindings or heartbeats,
+//	                          the nodes Reap looks at
+//	sb:reaplock:{node_id}     string with a TTL, cluster only: the reaper that
+//	                          currently removes a dead node's bindings
+//
+// An emptied hash or set disappears, as Redis does; a binding leaves no key
+// behind once it is removed.
+//
+// On a single Redis (a *redis.Client, including a Sentinel failover client)
+// Bind, Unbind, Restore, Reap and RemoveNode each run as a Lua script: every
+// binding is written or removed whole, in one round trip, and readers never
+// see half of one. Reap and RemoveNode handle up to 500 bindings per script
+// call, each call atomic.
+//
+// On a Redis Cluster (a *redis.ClusterClient, or a *redis.Ring) the keys of
+// one binding lie in different hash slots, so no script can cover them.
+// There, each binding is written with per-key commands, pipelined, in an
+// order chosen so that whatever an interrupted call leaves is found and
+// removed later:
+//
+//   - Bind adds the id to sb:nodeconns:{node} and the node to sb:nodes, then
+//     writes sb:conn:{id}, then sb:user:{user_id} and sb:action:{action}. A
+//     reader may briefly see the conn hash before the user and action
+//     entries. If a step fails, Bind removes what it wrote before returning
+//     the error (best effort: if Redis is gone, RemoveNode or a reaper
+//     cleans up later).
+//   - Unbind and the reapers remove the user entry first, then the action
+//     entry, then the conn hash, then the nodeconns entry.
+//   - A single-key script on sb:user:{user_id} decides first and last: it
+//     counts the user's other connections in the action and adds or
+//     deletes the entry in one step. So concurrent Binds of one user report
+//     exactly one first, concurrent removals exactly one last, and a binding
+//     removed concurrently by Unbind, RemoveNode and reapers is reported by
+//     exactly one of them (the one whose delete of the user entry took
+//     effect; the others get ErrNotFound or skip it).
+//   - Reap locks each dead node (SET NX PX, 10 s) so that one reaper does the
+//     work; the user-entry script above is what makes each binding returned
+//     exactly once even if the lock expires mid-way.
+//   - Restore creates each conn hash only if it is absent (a single-key
+//     script), then writes the other entries of the bindings it created.
+//
+// The store does not own the client: Close leaves it open for whoever
+// created it (it may be shared with the broker), who closes it.
+type RedisStore struct {
+	c       redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	cluster bool
+}
+
+// NewRedisStore returns a RedisStore on c. It does no I/O. A client from
+// NewRedisClient bounds every call to a few seconds.
+func NewRedisStore(c redis.UniversalClient, opts RedisOptions) *RedisStore {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultRedisPrefix
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultRedisTimeout
+	}
+	return &RedisStore{c: c, prefix: opts.Prefix, timeout: opts.Timeout, cluster: IsCluster(c)}
+}
+
+func (s *RedisStore) connKey(id string) string       { return s.prefix + "conn:" + id }
+func (s *RedisStore) actionKey(action string) string { return s.prefix + "action:" + action }
+func (s *RedisStore) userKey(user string) string     { return s.prefix + "user:" + user }
+func (s *RedisStore) nodeKey(node string) string     { return s.prefix + "node:" + node }
+func (s *RedisStore) nodeConnsKey(node string) string {
+	return s.prefix + "nodeconns:" + node
+}
+func (s *RedisStore) nodesKey() string               { return s.prefix + "nodes" }
+func (s *RedisStore) reapLockKey(node string) string { return s.prefix + "reaplock:" + node }
+
+// rt runs one round trip to Redis under the store's timeout.
+func (s *RedisStore) rt(ctx context.Context, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+// fail wraps err from operation op. The caller's cancellation stays a plain
+// context.Canceled; everything that means Redis did not answer in time or
+// could not be reached (the caller's deadline included) wraps
+// ErrUnavailable; Redis's own error replies, such as WRONGTYPE, are wrapped
+// as they are.
+func (s *RedisStore) fail(ctx context.Context, op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return err
+	case ctx.Err() != nil:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w: redis %s: %w", ErrUnavailable, op, ctx.Err())
+		}
+		return fmt.Errorf("session: redis %s: %w", op, ctx.Err())
+	case unavailable(err):
+		return fmt.Errorf("%w: redis %s: %w", ErrUnavailable, op, err)
+	default:
+		return fmt.Errorf("session: redis %s: %w", op, err)
+	}
+}
+
+// unavailable reports whether err means Redis cannot serve now: a network
+// error, a timeout, a closed client, or an error reply that says so.
+func unavailable(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return true
+	}
+	if _, ok := redis.IsMovedError(err); ok {
+		return true
+	}
+	if _, ok := redis.IsAskError(err); ok {
+		return true
+	}
+	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) ||
+		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
+		redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) ||
+		redis.IsAuthError(err) || redis.IsOOMError(err) ||
+		redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY")
+}
+
+// maybeApplied reports whether a call that failed with err may have changed
+// data: anything but a failure to get a connection at all.
+func maybeApplied(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return !errors.Is(err, redis.ErrPoolTimeout) && !errors.Is(err, redis.ErrClosed)
+}
+
+// millis is how connected_at is stored: Unix ms in decimal, "0" for the
+// zero time.
+func millis(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+func parseMillis(s string) time.Time {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// connFields returns a conn hash's fields and values.
+func connFields(b Binding) []any {
+	return []any{"user_id", b.UserID, "action", b.Action, "node", b.Node, "connected_at", millis(b.ConnectedAt)}
+}
+
+func parseConn(id string, f map[string]string) Binding {
+	return Binding{
+		ConnID:      id,
+		UserID:      f["user_id"],
+		Action:      f["action"],
+		Node:        f["node"],
+		ConnectedAt: parseMillis(f["connected_at"]),
+	}
+}
+
+// Lua for a single Redis. Every script takes the key prefix as ARGV[1] and
+// builds the keys it needs, so it may touch keys it did not declare: fine
+// on one server, and why these scripts are never used on a cluster.
+const luaUnbind = `
+local p = ARGV[1]
+-- unbind removes connection id whole and returns
+-- {id, user_id, action, node, connected_at, last}, or nil if it is absent.
+local function unbind(id)
+  local ck = p .. 'conn:' .. id
+  if redis.call('EXISTS', ck) == 0 then return nil end
+  local f = redis.call('HMGET', ck, 'user_id', 'action', 'node', 'connected_at')
+  local user, action, node, at = f[1] or '', f[2] or '', f[3] or '', f[4] or '0'
+  local uk, nk = p .. 'user:' .. user, p .. 'nodeconns:' .. node
+  redis.call('DEL', ck)
+  redis.call('HDEL', p .. 'action:' .. action, id)
+  redis.call('HDEL', uk, id)
+  redis.call('SREM', nk, id)
+  if redis.call('EXISTS', nk) == 0 and redis.call('EXISTS', p .. 'node:' .. node) == 0 then
+    redis.call('SREM', p .. 'nodes', node)
+  end
+  local last = '1'
+  for _, a in ipairs(redis.call('HVALS', uk)) do
+    if a == action then last = '0' break end
+  end
+  return {id, user, action, node, at, last}
+end
+`
+
+var (
+	// ARGV: prefix, id, user_id, action, node, connected_at. Returns first (1/0).
+	bindScript = redis.NewScript(luaUnbind + `
+local id, user, action, node = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+unbind(id)
+local uk = p .. 'user:' .. user
+local first = 1
+for _, a in ipairs(redis.call('HVALS', uk)) do
+  if a == action then first = 0 break end
+end
+redis.call('HSET', p .. 'conn:' .. id, 'user_id', user, 'action', action, 'node', node, 'connected_at', ARGV[6])
+redis.call('HSET', p .. 'action:' .. action, id, user)
+redis.call('HSET', uk, id, action)
+redis.call('SADD', p .. 'nodeconns:' .. node, id)
+redis.call('SADD', p .. 'nodes', node)
+return first
+`)
+
+	// ARGV: prefix, id. Returns the removed binding, or nil.
+	unbindScript = redis.NewScript(luaUnbind + `
+return unbind(ARGV[2]) or false
+`)
+
+	// ARGV: prefix, then id, user_id, action, node, connected_at per binding.
+	// Writes the bindings whose conn hash is absent. Returns how many.
+	restoreScript = redis.NewScript(`
+local p, n = ARGV[1], 0
+for i = 2, #ARGV, 5 do
+  local id, user, action, node = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local ck = p .. 'conn:' .. id
+  if redis.call('EXISTS', ck) == 0 then
+    redis.call('HSET', ck, 'user_id', user, 'action', action, 'node', node, 'connected_at', ARGV[i+4])
+    redis.call('HSET', p .. 'action:' .. action, id, user)
+    redis.call('HSET', p .. 'user:' .. user, id, action)
+    redis.call('SADD', p .. 'nodeconns:' .. node, id)
+    redis.call('SADD', p .. 'nodes', node)
+    n = n + 1
+  end
+end
+return n
+`)
+
+	// ARGV: prefix, limit. Removes up to limit bindings of nodes without a
+	// heartbeat. Returns {more (1/0), removed...}.
+	reapScript = redis.NewScript(luaUnbind + `
+local limit, out, more = tonumber(ARGV[2]), {0}, 0
+for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  if redis.call('EXISTS', p .. 'node:' .. node) == 0 then
+    if limit <= 0 then more = 1 break end
+    local nk = p .. 'nodeconns:' .. node
+    local ids = redis.call('SPOP', nk, limit)
+    limit = limit - #ids
+    for _, id in ipairs(ids) do
+      local r = unbind(id)
+      if r then out[#out + 1] = r end
+    end
+    if redis.call('EXISTS', nk) == 0 then
+      redis.call('SREM', p .. 'nodes', node)
+    else
+      more = 1
+    end
+  end
+end
+out[1] = more
+return out
+`)
+
+	// ARGV: prefix, node, limit. Deletes node's heartbeat and up to limit of
+	// its bindings. Returns {more (1/0), removed...}.
+	removeNodeScript = redis.NewScript(luaUnbind + `
+local node, out = ARGV[2], {0}
+local nk = p .. 'nodeconns:' .. node
+redis.call('DEL', p .. 'node:' .. node)
+for _, id in ipairs(redis.call('SPOP', nk, tonumber(ARGV[3]))) do
+  local r = unbind(id)
+  if r then out[#out + 1] = r end
+end
+if redis.call('EXISTS', nk) == 0 then
+  redis.call('SREM', p .. 'nodes', node)
+else
+  out[1] = 1
+end
+return out
+`)
+)
+
+// Single-key scripts, safe on a cluster.
+var (
+	// KEYS: user hash. ARGV: id, action. Adds the entry; returns first (1/0).
+	userBindScript = redis.NewScript(`
+local first = 1
+local f = redis.call('HGETALL', KEYS[1])
+for i = 1, #f, 2 do
+  if f[i] ~= ARGV[1] and f[i + 1] == ARGV[2] then first = 0 break end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return first
+`)
+
+	// KEYS: user hash. ARGV: id, action. Deletes the entry; returns -1 if it
+	// was not there (someone else removed the binding), else last (1/0).
+	userUnbindScript = redis.NewScript(`
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return -1 end
+for _, a in ipairs(redis.call('HVALS', KEYS[1])) do
+  if a == ARGV[2] then return 0 end
+end
+return 1
+`)
+
+	// KEYS: conn hash. ARGV: its field/value pairs. Writes it if absent;
+	// returns 1 if it did.
+	connCreateScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+`)
+
+	// KEYS: lock. ARGV: token. Deletes the lock if it still holds token.
+	unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+)
+
+// parseRemoved decodes a script's {id, user_id, action, node, connected_at, last}.
+func parseRemoved(v any) (Removed, error) {
+	f, ok := v.([]any)
+	if !ok || len(f) != 6 {
+		return Removed{}, fmt.Errorf("unexpected script reply %v", v)
+	}
+	str := make([]string, len(f))
+	for i, x := range f {
+		if str[i], ok = x.(string); !ok {
+			return Removed{}, fmt.Errorf("unexpected script reply %v", v)
+		}
+	}
+	return Removed{
+		Binding: Binding{
+			ConnID:      str[0],
+			UserID:      str[1],
+			Action:      str[2],
+			Node:        str[3],
+			ConnectedAt: parseMillis(str[4]),
+		},
+		Last: str[5] == "1",
+	}, nil
+}
+
+// Bind implements Store. It takes at most the store's Timeout, plus as
+// much again when it fails and removes what it may have written.
+func (s *RedisStore) Bind(ctx context.Context, b Binding) (bool, error) {
+	var first bool
+	var err error
+	if s.cluster {
+		opCtx, cancel := context.WithTimeout(ctx, s.timeout)
+		first, err = s.bindCluster(opCtx, b)
+		cancel()
+	} else {
+		err = s.rt(ctx, func(ctx context.Context) error {
+			n, err := bindScript.Run(ctx, s.c, nil, s.prefix, b.ConnID, b.UserID, b.Action, b.Node, millis(b.ConnectedAt)).Int()
+			first = n == 1
+			return err
+		})
+	}
+	if err != nil {
+		if maybeApplied(err) {
+			s.rollback(ctx, b)
+		}
+		return false, s.fail(ctx, "bind", err)
+	}
+	return first, nil
+}
+
+// rollback removes what a failed Bind may have written, on a context that
+// outlives the caller's cancellation, within the store's Timeout. Its own
+// failure is dropped: the Bind error already says the binding is not
+// there, and RemoveNode or a reaper removes any remains.
+func (s *RedisStore) rollback(ctx context.Context, b Binding) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	if s.cluster {
+		_, _ = s.removeCluster(ctx, b)
+		return
+	}
+	_ = s.rt(ctx, func(ctx context.Context) error {
+		return unbindScript.Run(ctx, s.c, nil, s.prefix, b.ConnID).Err()
+	})
+}
+
+func (s *RedisStore) bindCluster(ctx context.Context, b Binding) (bool, error) {
+	id := b.ConnID
+	// 1. Index the connection on its node first: whatever a failure leaves
+	// is then found by RemoveNode and the reapers.
+	var old map[string]string
+	err := s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		oldCmd := pipe.HGetAll(ctx, s.connKey(id))
+		pipe.SAdd(ctx, s.nodeConnsKey(b.Node), id)
+		pipe.SAdd(ctx, s.nodesKey(), b.Node)
+		_, err := pipe.Exec(ctx)
+		old = oldCmd.Val()
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	if len(old) > 0 {
+		// A rebind replaces the old binding, as MemoryStore does.
+		ob := parseConn(id, old)
+		if _, err := s.removeCluster(ctx, ob); err != nil {
+			return false, err
+		}
+		if ob.Node == b.Node {
+			if err := s.rt(ctx, func(ctx context.Context) error {
+				return s.c.SAdd(ctx, s.nodeConnsKey(b.Node), id).Err()
+			}); err != nil {
+				return false, err
+			}
+		}
+	}
+	// 2. The conn hash, from which every other entry can be found.
+	if err := s.rt(ctx, func(ctx context.Context) error {
+		return s.c.HSet(ctx, s.connKey(id), connFields(b)...).Err()
+	}); err != nil {
+		return false, err
+	}
+	// 3. The user entry (deciding first) and the action entry.
+	var first bool
+	err = s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		firstCmd := userBindScript.Eval(ctx, pipe, []string{s.userKey(b.UserID)}, id, b.Action)
+		pipe.HSet(ctx, s.actionKey(b.Action), id, b.UserID)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		n, err := firstCmd.Int()
+		first = n == 1
+		return err
+	})
+	return first, err
+}
+
+// Unbind implements Store.
+func (s *RedisStore) Unbind(ctx context.Context, connID string) (Removed, error) {
+	if s.cluster {
+		opCtx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		r, err := s.unbindCluster(opCtx, connID)
+		return r, s.fail(ctx, "unbind", err)
+	}
+	var r Removed
+	err := s.rt(ctx, func(ctx context.Context) error {
+		v, err := unbindScript.Run(ctx, s.c, nil, s.prefix, connID).Result()
+		if errors.Is(err, redis.Nil) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		r, err = parseRemoved(v)
+		return err
+	})
+	return r, s.fail(ctx, "unbind", err)
+}
+
+func (s *RedisStore) unbindCluster(ctx context.Context, connID string) (Removed, error) {
+	var f map[string]string
+	if err := s.rt(ctx, func(ctx context.Context) (err error) {
+		f, err = s.c.HGetAll(ctx, s.connKey(connID)).Result()
+		return err
+	}); err != nil {
+		return Removed{}, err
+	}
+	if len(f) == 0 {
+		return Removed{}, ErrNotFound
+	}
+	b := parseConn(connID, f)
+	last, err := s.removeCluster(ctx, b)
+	if err != nil {
+		return Removed{}, err
+	}
+	if last < 0 {
+		return Removed{}, ErrNotFound // removed by someone else meanwhile
+	}
+	return Removed{Binding: b, Last: last == 1}, nil
+}
+
+// removeCluster deletes binding b entry by entry (user, action, conn,
+// nodeconns) and returns the user script's verdict: -1 if the user entry
+// was already gone (another remover reports b), else 1 if b was the user's
+// last connection in its action, 0 if not.
+func (s *RedisStore) removeCluster(ctx context.Context, b Binding) (int, error) {
+	var last int
+	err := s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		lastCmd := userUnbindScript.Eval(ctx, pipe, []string{s.userKey(b.UserID)}, b.ConnID, b.Action)
+		pipe.HDel(ctx, s.actionKey(b.Action), b.ConnID)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		var err error
+		last, err = lastCmd.Int()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	err = s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		pipe.Del(ctx, s.connKey(b.ConnID))
+		pipe.SRem(ctx, s.nodeConnsKey(b.Node), b.ConnID)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	return last, err
+}
+
+// Get implements Store.
+func (s *RedisStore) Get(ctx context.Context, connID string) (Binding, error) {
+	var f map[string]string
+	err := s.rt(ctx, func(ctx context.Context) (err error) {
+		f, err = s.c.HGetAll(ctx, s.connKey(connID)).Result()
+		return err
+	})
+	if err != nil {
+		return Binding{}, s.fail(ctx, "get", err)
+	}
+	if len(f) == 0 {
+		return Binding{}, ErrNotFound
+	}
+	return parseConn(connID, f), nil
+}
+
+// UserBindings implements Store. The bindings are sorted by connection id.
+func (s *RedisStore) UserBindings(ctx context.Context, userID string) ([]Binding, error) {
+	var ids []string
+	err := s.rt(ctx, func(ctx context.Context) (err error) {
+		ids, err = s.c.HKeys(ctx, s.userKey(userID)).Result()
+		return err
+	})
+	if err != nil {
+		return nil, s.fail(ctx, "user bindings", err)
+	}
+	slices.Sort(ids)
+	bs := make([]Binding, 0, len(ids))
+	if len(ids) == 0 {
+		return bs, nil
+	}
+	err = s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(ids))
+		for i, id := range ids {
+			cmds[i] = pipe.HGetAll(ctx, s.connKey(id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for i, c := range cmds {
+			if f := c.Val(); len(f) > 0 { // else unbound meanwhile
+				bs = append(bs, parseConn(ids[i], f))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail(ctx, "user bindings", err)
+	}
+	return bs, nil
+}
+
+// ActionConns implements Store.
+func (s *RedisStore) ActionConns(ctx context.Context, action string) (map[string]string, error) {
+	var m map[string]string
+	err := s.rt(ctx, func(ctx context.Context) (err error) {
+		m, err = s.c.HGetAll(ctx, s.actionKey(action)).Result()
+		return err
+	})
+	if err != nil {
+		return nil, s.fail(ctx, "action conns", err)
+	}
+	return m, nil
+}
+
+// ActionUsers implements Store.
+func (s *RedisStore) ActionUsers(ctx context.Context, action string) ([]string, error) {
+	m, err := s.ActionConns(ctx, action)
+	if err != nil {
+		return nil, err
+	}
+	return DistinctUsers(m), nil
+}
+
+// CountUser implements Store.
+func (s *RedisStore) CountUser(ctx context.Context, action, userID string) (int, error) {
+	var actions []string
+	err := s.rt(ctx, func(ctx context.Context) (err error) {
+		actions, err = s.c.HVals(ctx, s.userKey(userID)).Result()
+		return err
+	})
+	if err != nil {
+		return 0, s.fail(ctx, "count user", err)
+	}
+	n := 0
+	for _, a := range actions {
+		if a == action {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// CountAction implements Store.
+func (s *RedisStore) CountAction(ctx context.Context, action string) (int, error) {
+	var n int64
+	err := s.rt(ctx, func(ctx context.Context) (err error) {
+		n, err = s.c.HLen(ctx, s.actionKey(action)).Result()
+		return err
+	})
+	if err != nil {
+		return 0, s.fail(ctx, "count action", err)
+	}
+	return int(n), nil
+}
+
+// Heartbeat implements Store: it sets sb:node:{node} with a TTL of ttl
+// (rounded up to a millisecond) and adds node to sb:nodes.
+func (s *RedisStore) Heartbeat(ctx context.Context, node string, ttl time.Duration) error {
+	ttl = max(ttl, time.Millisecond)
+	err := s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		pipe.Set(ctx, s.nodeKey(node), time.Now().UnixMilli(), ttl)
+		pipe.SAdd(ctx, s.nodesKey(), node)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	return s.fail(ctx, "heartbeat", err)
+}
+
+// Reap implements Store. A node that has bindings but never sent a
+// heartbeat counts as dead, so a node must Heartbeat before it Binds or
+// Restores. On error, Reap returns what it removed before the error along
+// with it.
+func (s *RedisStore) Reap(ctx context.Context) ([]Removed, error) {
+	if s.cluster {
+		out, err := s.reapCluster(ctx)
+		return out, s.fail(ctx, "reap", err)
+	}
+	var out []Removed
+	for {
+		more, err := s.runBatch(ctx, &out, reapScript, s.prefix, redisBatch)
+		if err != nil {
+			return out, s.fail(ctx, "reap", err)
+		}
+		if !more {
+			return out, nil
+		}
+	}
+}
+
+// RemoveNode implements Store. On error, it returns what it removed before
+// the error along with it.
+func (s *RedisStore) RemoveNode(ctx context.Context, node string) ([]Removed, error) {
+	if s.cluster {
+		var out []Removed
+		err := s.rt(ctx, func(ctx context.Context) error {
+			return s.c.Del(ctx, s.nodeKey(node)).Err()
+		})
+		if err == nil {
+			err = s.drainCluster(ctx, node, &out)
+		}
+		return out, s.fail(ctx, "remove node", err)
+	}
+	var out []Removed
+	for {
+		more, err := s.runBatch(ctx, &out, removeNodeScript, s.prefix, node, redisBatch)
+		if err != nil {
+			return out, s.fail(ctx, "remove node", err)
+		}
+		if !more {
+			return out, nil
+		}
+	}
+}
+
+// runBatch runs a script that returns {more, removed...}, appending the
+// removed bindings to out.
+func (s *RedisStore) runBatch(ctx context.Context, out *[]Removed, script *redis.Script, args ...any) (more bool, err error) {
+	err = s.rt(ctx, func(ctx context.Context) error {
+		res, err := script.Run(ctx, s.c, nil, args...).Slice()
+		if err != nil {
+			return err
+		}
+		if len(res) == 0 {
+			return fmt.Errorf("empty script reply")
+		}
+		more = res[0] == int64(1)
+		for _, v := range res[1:] {
+			r, err := parseRemoved(v)
+			if err != nil {
+				return err
+			}
+			*out = append(*out, r)
+		}
+		return nil
+	})
+	return more, err
+}
+
+func (s *RedisStore) reapCluster(ctx context.Context) ([]Removed, error) {
+	var nodes []string
+	alive := map[string]*redis.IntCmd{}
+	err := s.rt(ctx, func(ctx context.Context) (err error) {
+		nodes, err = s.c.SMembers(ctx, s.nodesKey()).Result()
+		if err != nil || len(nodes) == 0 {
+			return err
+		}
+		pipe := s.c.Pipeline()
+		for _, n := range nodes {
+			alive[n] = pipe.Exists(ctx, s.nodeKey(n))
+		}
+		_, err = pipe.Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Removed
+	for _, node := range nodes {
+		if alive[node].Val() == 1 {
+			continue
+		}
+		token := rand.Text()
+		var locked, back bool
+		err := s.rt(ctx, func(ctx context.Context) (err error) {
+			locked, err = s.c.SetNX(ctx, s.reapLockKey(node), token, reapLockTTL).Result()
+			if err != nil || !locked {
+				return err
+			}
+			// The node may have beaten again since it was found dead.
+			n, err := s.c.Exists(ctx, s.nodeKey(node)).Result()
+			back = n == 1
+			return err
+		})
+		if err != nil && !locked {
+			return out, err
+		}
+		if !locked {
+			continue // another reaper has it
+		}
+		if err == nil && !back {
+			err = s.drainCluster(ctx, node, &out)
+		}
+		// Unlock even if ctx is done; if this fails, the lock expires.
+		_ = s.rt(context.WithoutCancel(ctx), func(ctx context.Context) error {
+			return unlockScript.Run(ctx, s.c, []string{s.reapLockKey(node)}, token).Err()
+		})
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// drainCluster removes node's bindings in batches, appending to out those
+// whose removal this call decided (see removeCluster), and finally drops
+// node from sb:nodes if it has no bindings left (a live node adds itself
+// back with its next heartbeat).
+func (s *RedisStore) drainCluster(ctx context.Context, node string, out *[]Removed) error {
+	var ids []string
+	if err := s.rt(ctx, func(ctx context.Context) (err error) {
+		ids, err = s.c.SMembers(ctx, s.nodeConnsKey(node)).Result()
+		return err
+	}); err != nil {
+		return err
+	}
+	for chunk := range slices.Chunk(ids, redisBatch) {
+		if err := s.drainChunk(ctx, node, chunk, out); err != nil {
+			return err
+		}
+	}
+	return s.rt(ctx, func(ctx context.Context) error {
+		n, err := s.c.SCard(ctx, s.nodeConnsKey(node)).Result()
+		if err != nil || n > 0 {
+			return err
+		}
+		return s.c.SRem(ctx, s.nodesKey(), node).Err()
+	})
+}
+
+func (s *RedisStore) drainChunk(ctx context.Context, node string, ids []string, out *[]Removed) error {
+	bs := make([]Binding, 0, len(ids))
+	err := s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(ids))
+		for i, id := range ids {
+			cmds[i] = pipe.HGetAll(ctx, s.connKey(id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for i, c := range cmds {
+			if f := c.Val(); len(f) > 0 {
+				bs = append(bs, parseConn(ids[i], f))
+			}
+		}
+		return nil
+	})
+	if err != nil || len(bs) == 0 {
+		if err == nil {
+			err = s.rt(ctx, func(ctx context.Context) error {
+				return s.c.SRem(ctx, s.nodeConnsKey(node), toAny(ids)...).Err()
+			})
+		}
+		return err
+	}
+	lasts := make([]*redis.Cmd, len(bs))
+	err = s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		for i, b := range bs {
+			lasts[i] = userUnbindScript.Eval(ctx, pipe, []string{s.userKey(b.UserID)}, b.ConnID, b.Action)
+			pipe.HDel(ctx, s.actionKey(b.Action), b.ConnID)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	err = s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		for _, b := range bs {
+			pipe.Del(ctx, s.connKey(b.ConnID))
+		}
+		pipe.SRem(ctx, s.nodeConnsKey(node), toAny(ids)...)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for i, b := range bs {
+		if last, _ := lasts[i].Int(); last >= 0 {
+			*out = append(*out, Removed{Binding: b, Last: last == 1})
+		}
+	}
+	return nil
+}
+
+func toAny(ss []string) []any {
+	a := make([]any, len(ss))
+	for i, s := range ss {
+		a[i] = s
+	}
+	return a
+}
+
+// Restore implements Store. Each binding whose conn hash is absent is
+// written whole; present ones are left as they are. Call Heartbeat first:
+// bindings of a node without a heartbeat are what reapers remove.
+func (s *RedisStore) Restore(ctx context.Context, bs []Binding) error {
+	for chunk := range slices.Chunk(bs, redisBatch) {
+		var err error
+		if s.cluster {
+			err = s.restoreCluster(ctx, chunk)
+		} else {
+			args := make([]any, 0, 1+5*len(chunk))
+			args = append(args, s.prefix)
+			for _, b := range chunk {
+				args = append(args, b.ConnID, b.UserID, b.Action, b.Node, millis(b.ConnectedAt))
+			}
+			err = s.rt(ctx, func(ctx context.Context) error {
+				return restoreScript.Run(ctx, s.c, nil, args...).Err()
+			})
+		}
+		if err != nil {
+			return s.fail(ctx, "restore", err)
+		}
+	}
+	return nil
+}
+
+func (s *RedisStore) restoreCluster(ctx context.Context, bs []Binding) error {
+	// Same order as Bind: node index, conn hash, user and action entries.
+	err := s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		for _, b := range bs {
+			pipe.SAdd(ctx, s.nodeConnsKey(b.Node), b.ConnID)
+			pipe.SAdd(ctx, s.nodesKey(), b.Node)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	created := make([]*redis.Cmd, len(bs))
+	err = s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		for i, b := range bs {
+			created[i] = connCreateScript.Eval(ctx, pipe, []string{s.connKey(b.ConnID)}, connFields(b)...)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return s.rt(ctx, func(ctx context.Context) error {
+		pipe := s.c.Pipeline()
+		for i, b := range bs {
+			if n, _ := created[i].Int(); n == 1 {
+				pipe.HSet(ctx, s.userKey(b.UserID), b.ConnID, b.Action)
+				pipe.HSet(ctx, s.actionKey(b.Action), b.ConnID, b.UserID)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+}
+
+// Ping implements Store. On a cluster it pings every master.
+func (s *RedisStore) Ping(ctx context.Context) error {
+	err := s.rt(ctx, func(ctx context.Context) error {
+		if cc, ok := s.c.(*redis.ClusterClient); ok {
+			return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+				return c.Ping(ctx).Err()
+			})
+		}
+		return s.c.Ping(ctx).Err()
+	})
+	return s.fail(ctx, "ping", err)
+}
+
+// Close implements Store. It does not close the client, which belongs to
+// the caller.
+func (s *RedisStore) Close() error { return nil }
