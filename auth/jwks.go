@@ -69,9 +69,9 @@ type remote struct {
 	next chan struct{} // closed when the next refresh to start has ended
 
 	// Owned by Run's goroutine.
-	discovered string // JWKS URL read from the discovery document
-	failing    bool   // the last refresh failed (and was logged)
-	ignored    int    // keys of the last fetched set that were not usable
+	discovered string      // JWKS URL read from the discovery document
+	failing    bool        // the last refresh failed (and was logged)
+	ignored    ignoredKeys // of the last fetched set
 }
 
 func newRemote(cfg remoteConfig) *remote {
@@ -191,9 +191,16 @@ func (r *remote) refresh(ctx context.Context) error {
 	}
 	r.keys.Store(ks)
 	if ignored != r.ignored {
+		// Keycloak, for one, always publishes an encryption key: worth a
+		// line, not a warning. A symmetric key in a public JWKS is one.
 		r.ignored = ignored
-		if ignored > 0 {
-			r.log.Warn("auth: JWKS holds keys that are not used (symmetric, not for signing, or unsupported)", "url", r.url(), "ignored", ignored)
+		level := slog.LevelInfo
+		if ignored.oct > 0 {
+			level = slog.LevelWarn
+		}
+		if ignored.total > 0 {
+			r.log.Log(ctx, level, "auth: JWKS keys not used (symmetric, not for signatures, or unsupported)",
+				"url", r.url(), "ignored", ignored.total, "symmetric", ignored.oct)
 		}
 	}
 	switch {
@@ -220,13 +227,13 @@ func (r *remote) url() string {
 
 // fetch discovers the JWKS URL if needed (once), then gets and decodes the
 // key set. A set without any usable key is an error.
-func (r *remote) fetch(ctx context.Context) (*keySet, int, error) {
+func (r *remote) fetch(ctx context.Context) (*keySet, ignoredKeys, error) {
 	u := r.jwksURL
 	if u == "" {
 		if r.discovered == "" {
 			d, err := r.discover(ctx)
 			if err != nil {
-				return nil, 0, err
+				return nil, ignoredKeys{}, err
 			}
 			r.discovered = d
 		}
@@ -234,26 +241,35 @@ func (r *remote) fetch(ctx context.Context) (*keySet, int, error) {
 	}
 	var set jwkset.JWKSMarshal
 	if err := r.getJSON(ctx, u, &set); err != nil {
-		return nil, 0, err
+		return nil, ignoredKeys{}, err
 	}
 	keys, ignored := r.usableKeys(set.Keys)
 	if len(keys) == 0 {
-		return nil, 0, fmt.Errorf("auth: JWKS %s holds no usable signing key (%d ignored)", u, ignored)
+		return nil, ignoredKeys{}, fmt.Errorf("auth: JWKS %s holds no usable signing key (%d ignored)", u, ignored.total)
 	}
 	return newKeySet(keys, r.parsers), ignored, nil
 }
 
+// ignoredKeys counts the keys of a JWK Set that are not used.
+type ignoredKeys struct {
+	total int
+	oct   int // symmetric keys, a subset of total
+}
+
 // usableKeys converts the RSA, EC and OKP signing keys of a JWK Set;
 // everything else (oct keys above all, encryption keys, unsupported curves,
-// short RSA keys) is left out and counted.
-func (r *remote) usableKeys(jwks []jwkset.JWKMarshal) ([]*verificationKey, int) {
+// short RSA keys, algorithms that do not fit the key) is left out and counted.
+func (r *remote) usableKeys(jwks []jwkset.JWKMarshal) ([]*verificationKey, ignoredKeys) {
 	keys := make([]*verificationKey, 0, len(jwks))
-	ignored := 0
+	var ignored ignoredKeys
 	for _, m := range jwks {
 		k, err := r.usableKey(m)
 		if err != nil {
 			r.log.Debug("auth: JWKS key ignored", "kid", m.KID, "kty", string(m.KTY), "err", err)
-			ignored++
+			ignored.total++
+			if m.KTY == jwkset.KtyOct {
+				ignored.oct++
+			}
 			continue
 		}
 		keys = append(keys, k)

@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -166,22 +167,35 @@ func TestJWKSOctKeyIgnored(t *testing.T) {
 			}
 		})
 	}
-	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "ignored=1") {
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "symmetric=1") {
 		t.Errorf("the ignored oct key was not reported:\n%s", logs.String())
 	}
 }
 
 func TestJWKSKeyAlgParameter(t *testing.T) {
-	// A JWK's alg narrows the algorithms its key accepts.
+	// A JWK's alg narrows the algorithms its key accepts; an alg that does
+	// not fit the key's type (an RSA key "for HS256") leaves the key out.
 	rs := key(t, "RS256")
 	p := newProvider(t)
-	body := strings.Replace(string(jwksJSON(t, jwk{"r", rs})), `"kid":"r"`, `"kid":"r","alg":"PS256"`, 1)
+	body := string(jwksJSON(t, jwk{"r", rs}, jwk{"confused", rs}))
+	body = strings.Replace(body, `"kid":"r"`, `"kid":"r","alg":"PS256"`, 1)
+	body = strings.Replace(body, `"kid":"confused"`, `"kid":"confused","alg":"HS256"`, 1)
 	p.setRaw(http.StatusOK, []byte(body))
-	v := newVerifier(t, auth.Config{JWKSURL: p.jwksURL()})
+	var logs logBuffer
+	v := newVerifier(t, auth.Config{JWKSURL: p.jwksURL(), Logger: logs.logger()})
 	startRun(t, v)
 	waitFor(t, "Ready", v.Ready)
 	verifyOK(t, v, sign(t, jwt.SigningMethodPS256, rs.priv, "r", claims("alice", nil)), "alice")
 	verifyErr(t, v, sign(t, jwt.SigningMethodRS256, rs.priv, "r", claims("alice", nil)), nil)
+	verifyErr(t, v, sign(t, jwt.SigningMethodRS256, rs.priv, "confused", claims("alice", nil)), auth.ErrUnknownKey)
+	der, err := x509.MarshalPKIXPublicKey(rs.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyErr(t, v, sign(t, jwt.SigningMethodHS256, der, "confused", claims("alice", nil)), auth.ErrUnknownKey)
+	if !strings.Contains(logs.String(), "level=INFO") || !strings.Contains(logs.String(), "ignored=1") {
+		t.Errorf("the ignored key was not reported:\n%s", logs.String())
+	}
 }
 
 func TestReady(t *testing.T) {
