@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -181,6 +182,7 @@ func New(cfg Config) (*Verifier, error) {
 		if err := checkURL(cfg.OIDCIssuer); err != nil {
 			return nil, fmt.Errorf("auth: OIDC issuer: %w", err)
 		}
+		warnPlainHTTP(v.log, "OIDC_ISSUER", cfg.OIDCIssuer)
 		if issuer == "" {
 			issuer = cfg.OIDCIssuer
 		} else if issuer != cfg.OIDCIssuer {
@@ -218,6 +220,7 @@ func New(cfg Config) (*Verifier, error) {
 			if err := checkURL(cfg.JWKSURL); err != nil {
 				return nil, fmt.Errorf("auth: JWKS URL: %w", err)
 			}
+			warnPlainHTTP(v.log, "JWKS_URL", cfg.JWKSURL)
 		}
 		client := cfg.HTTPClient
 		if client == nil {
@@ -233,6 +236,20 @@ func New(cfg Config) (*Verifier, error) {
 		})
 	}
 	return v, nil
+}
+
+// warnPlainHTTP warns about keys fetched over plain http from another host:
+// whoever sits on the path could publish their own key.
+func warnPlainHTTP(log *slog.Logger, what, s string) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "http" {
+		return
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return
+	}
+	log.Warn("auth: "+what+" uses plain http; anyone on the network path could substitute signing keys", "url", s)
 }
 
 // checkURL accepts absolute http and https URLs with a host.

@@ -607,6 +607,22 @@ func TestShortSecretStillWorks(t *testing.T) {
 	}
 }
 
+func TestPlainHTTPWarning(t *testing.T) {
+	for u, warn := range map[string]bool{
+		"http://keycloak.internal:8080/certs": true,
+		"http://localhost:8080/certs":         false,
+		"http://127.0.0.1:8080/certs":         false,
+		"http://[::1]:8080/certs":             false,
+		"https://example.com/certs":           false,
+	} {
+		var logs logBuffer
+		newVerifier(t, auth.Config{JWKSURL: u, Logger: logs.logger()})
+		if got := logs.count("plain http") == 1; got != warn {
+			t.Errorf("%s: warned %v, want %v", u, got, warn)
+		}
+	}
+}
+
 func TestMain(m *testing.M) {
 	testKeys() // generate before timing-sensitive tests
 	os.Exit(m.Run())
