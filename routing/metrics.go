@@ -1,6 +1,8 @@
 package routing
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -20,6 +22,7 @@ type metrics struct {
 	routeLatency  prometheus.Histogram
 	deliveredAny  prometheus.Counter
 	publishFailed prometheus.Counter
+	apiRequests   *prometheus.CounterVec // by call and HTTP status
 }
 
 // Delivery kinds for switchboard_messages_delivered_total.
@@ -63,6 +66,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		publishFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_publish_failures_total", Help: "Messages that could not be routed to other nodes.",
 		}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_api_requests_total", Help: "Server API requests, by call and HTTP status.",
+		}, []string{"call", "status"}),
 	}
 	delivered := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_messages_delivered_total", Help: "Messages handed to local connections, by kind.",
@@ -80,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.users, m.received, delivered, m.errors,
-			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed)
+			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.apiRequests)
 	}
 	return m
 }
@@ -98,4 +104,10 @@ func (m *metrics) errorSent(code string) {
 		return
 	}
 	m.errors.WithLabelValues("custom").Inc()
+}
+
+// apiRequest counts a server API request. call comes from a fixed set (see
+// Router.API) and status is an HTTP status code: bounded labels.
+func (m *metrics) apiRequest(call string, status int) {
+	m.apiRequests.WithLabelValues(call, strconv.Itoa(status)).Inc()
 }
