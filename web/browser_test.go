@@ -3,6 +3,9 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,34 +37,11 @@ const waitTimeout = 15 * time.Second
 // real server binary: three users in one action, room and private
 // messages, presence, and reconnection after a server restart.
 func TestBrowser(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatal("chromium not found: install it with `apt-get install -y chromium`")
-	}
 	bin := buildServer(t)
 	addr := freeAddr(t)
 	srv := startServer(t, bin, addr)
 	base := "http://" + addr
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	t.Cleanup(cancelAlloc)
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
+	browserCtx := startBrowser(t)
 
 	alice := openPage(t, browserCtx, "alice", base)
 	bob := openPage(t, browserCtx, "bob", base)
@@ -128,6 +108,82 @@ func TestBrowser(t *testing.T) {
 	for _, p := range []*page{alice, bob, carol} {
 		p.checkNoErrors()
 	}
+}
+
+// TestBrowserToken signs in with the Token field against a server that
+// requires tokens, and checks that a refused sign-in is explained and not
+// retried.
+func TestBrowserToken(t *testing.T) {
+	secret := "browser-test-secret-0123456789abcdef"
+	bin := buildServer(t)
+	addr := freeAddr(t)
+	startServer(t, bin, addr, "JWT_SECRET="+secret)
+	browserCtx := startBrowser(t)
+	p := openPage(t, browserCtx, "alice", "http://"+addr)
+
+	for _, tt := range []struct {
+		token, status string
+	}{
+		{"", "Offline: The token is missing, invalid or expired."},
+		{hs256(secret, "bob", time.Hour), "Offline: The user ID does not match the token's user."},
+		{hs256("wrong secret", "alice", time.Hour), "Offline: The token is missing, invalid or expired."},
+		{hs256(secret, "alice", time.Hour), "Online as alice in chat"},
+	} {
+		p.fill("User ID", "alice")
+		p.fill("Action", "chat")
+		p.fill("Token", tt.token)
+		p.do("clicking Connect", chromedp.Click(label("button", "Connect"), byName("button", "Connect")))
+		p.waitStatus(tt.status)
+		if strings.HasPrefix(tt.status, "Offline") {
+			// A refusal is shown by the form too, and the page does not
+			// dial again by itself: only the Connect button does.
+			alert := run(p, "reading the alert", chromedp.TextContent(label("alert", ""), byName("alert", "")))
+			if want := strings.TrimPrefix(tt.status, "Offline: "); alert != want {
+				t.Errorf("alert = %q, want %q", alert, want)
+			}
+		}
+	}
+	p.checkNoErrors()
+}
+
+// hs256 returns a JWT for sub that expires after ttl, signed with secret.
+func hs256(secret, sub string, ttl time.Duration) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	claims := fmt.Sprintf(`{"sub":%q,"exp":%d}`, sub, time.Now().Add(ttl).Unix())
+	unsigned := enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc([]byte(claims))
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(unsigned))
+	return unsigned + "." + enc(mac.Sum(nil))
+}
+
+// startBrowser starts headless Chromium for the test and returns its
+// context; each page opens in a browser context of its own.
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatal("chromium not found: install it with `apt-get install -y chromium`")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	t.Cleanup(cancelAlloc)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return browserCtx
 }
 
 // page is one user's tab, in a browser context of its own.
@@ -226,13 +282,32 @@ func label(role, name string) string { return fmt.Sprintf("%s %q", role, name) }
 
 func (p *page) connect(action string) {
 	p.t.Helper()
+	p.fill("User ID", p.user)
+	p.fill("Action", action)
 	p.do("connecting",
-		chromedp.SendKeys(label("textbox", "User ID"), p.user, byName("textbox", "User ID")),
-		chromedp.SendKeys(label("textbox", "Action"), action, byName("textbox", "Action")),
 		chromedp.WaitVisible(label("textbox", "Token"), byName("textbox", "Token")),
 		chromedp.Click(label("button", "Connect"), byName("button", "Connect")),
 	)
 	p.waitStatus(fmt.Sprintf("Online as %s in %s", p.user, action))
+}
+
+// fill replaces the text of a text field as a user does: select all,
+// delete, type.
+func (p *page) fill(name, value string) {
+	p.t.Helper()
+	sel, by := label("textbox", name), byName("textbox", name)
+	actions := []chromedp.Action[chromedp.Void]{
+		chromedp.Focus(sel, by),
+		chromedp.KeyEvent("a", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		chromedp.KeyEvent(kb.Backspace),
+	}
+	if value != "" {
+		actions = append(actions, chromedp.SendKeys(sel, value, by))
+	}
+	p.do("filling "+name, actions...)
+	if got := run(p, "reading "+name, chromedp.Value(sel, by)); got != value {
+		p.t.Fatalf("%s: field %s = %q, want %q", p.user, name, got, value)
+	}
 }
 
 // status is the text of the page's status line (role status).
@@ -530,11 +605,12 @@ func (s *server) kill() {
 	_ = s.cmd.Wait() // "signal: killed" is expected
 }
 
-func startServer(t *testing.T, bin, addr string) *server {
+func startServer(t *testing.T, bin, addr string, env ...string) *server {
 	t.Helper()
 	out := &syncBuffer{}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "SWITCHBOARD_ADDR="+addr)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {

@@ -299,6 +299,12 @@ function conversation(key) {
   if (!c) {
     c = { key, peer: key.slice(1), items: [], unread: 0 };
     conversations.set(key, c);
+    system(
+      key,
+      c.peer === me
+        ? "Messages to yourself reach your other devices only."
+        : `Private conversation with ${c.peer}: no one else sees these messages.`,
+    );
     renderTabs();
   }
   return c;

@@ -92,7 +92,7 @@ export class SwitchboardClient extends EventTarget {
   /** Closes the connection for good: no reconnect. */
   close() {
     this._stop();
-    this._setState("offline", { reason: "closed" });
+    if (this.state !== "offline") this._setState("offline", { reason: "closed" });
   }
 
   /**
