@@ -245,13 +245,20 @@ func (b *RedisBroker) failQueued() {
 func (b *RedisBroker) flush(ctx context.Context, batch []pubReq) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	cmds := b.exec(ctx, batch, false)
-	if cmds != nil && hasNoScript(cmds) {
-		cmds = b.exec(ctx, batch, true) // Redis lost its script cache (restart): EVAL loads it
+	cmds := b.exec(ctx, batch, nil)
+	if retry := noScript(cmds); retry != nil {
+		// Redis lost its script cache (a restart): EVAL loads the scripts.
+		// Only the refused commands run again, so nothing is published twice.
+		again := b.exec(ctx, batch, retry)
+		for i, c := range again {
+			if c != nil {
+				cmds[i] = c
+			}
+		}
 	}
 	failed := false
 	for i, r := range batch {
-		n, err := cmds[i].(interface{ Int64() (int64, error) }).Int64()
+		n, err := cmdInt(cmds[i])
 		if err != nil {
 			failed = true
 			r.done(r.local, fmt.Errorf("%w: %w", ErrBrokerUnavailable, err))
@@ -273,11 +280,16 @@ func (b *RedisBroker) flush(ctx context.Context, batch []pubReq) {
 }
 
 // exec pipelines the batch: a counting publish script per envelope, or a
-// plain PUBLISH for control envelopes.
-func (b *RedisBroker) exec(ctx context.Context, batch []pubReq, eval bool) []redis.Cmder {
+// plain PUBLISH for control envelopes. With only set, it sends just those
+// entries, with EVAL instead of EVALSHA.
+func (b *RedisBroker) exec(ctx context.Context, batch []pubReq, only []bool) []redis.Cmder {
 	pipe := b.client.Pipeline()
 	cmds := make([]redis.Cmder, len(batch))
+	eval := only != nil
 	for i, r := range batch {
+		if eval && !only[i] {
+			continue
+		}
 		e := r.e
 		payload, _ := e.MarshalBinary() // never fails
 		t := e.Topic()
@@ -288,12 +300,10 @@ func (b *RedisBroker) exec(ctx context.Context, batch []pubReq, eval bool) []red
 		}
 		skip := strconv.Itoa(r.local + self)
 		switch {
-		case t.Kind == TopicNode:
+		case t.Kind == TopicNode || e.Kind == KindDisconnect:
 			cmds[i] = pipe.Publish(ctx, ch, payload)
 		case t.Kind == TopicUser:
 			cmds[i] = runScript(ctx, pipe, publishUser, eval, []string{b.cfg.Prefix + "user:" + e.User}, ch, payload, skip, e.Action)
-		case e.Kind == KindDisconnect:
-			cmds[i] = pipe.Publish(ctx, ch, payload)
 		default:
 			cmds[i] = runScript(ctx, pipe, publishAction, eval, []string{b.cfg.Prefix + "action:" + e.Action}, ch, payload, skip)
 		}
@@ -309,13 +319,30 @@ func runScript(ctx context.Context, pipe redis.Pipeliner, s *redis.Script, eval 
 	return s.EvalSha(ctx, pipe, keys, args...)
 }
 
-func hasNoScript(cmds []redis.Cmder) bool {
-	for _, c := range cmds {
+// cmdInt reads the count a publish returned: the script's count of the
+// target's connections, or, for a plain PUBLISH, 0 (no count was asked).
+func cmdInt(c redis.Cmder) (int64, error) {
+	switch c := c.(type) {
+	case *redis.Cmd:
+		return c.Int64()
+	default:
+		return 0, c.Err()
+	}
+}
+
+// noScript marks the commands Redis refused for an unknown script, or
+// returns nil when there are none.
+func noScript(cmds []redis.Cmder) []bool {
+	var marks []bool
+	for i, c := range cmds {
 		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			return true
+			if marks == nil {
+				marks = make([]bool, len(cmds))
+			}
+			marks[i] = true
 		}
 	}
-	return false
+	return marks
 }
 
 // probeLoop publishes a probe to this node's channel; subscribeLoop records

@@ -282,7 +282,12 @@ func (r *Router) restore(ctx context.Context) {
 		}
 	}
 	r.mu.RUnlock()
-	if err := r.store.Restore(ctx, bs); err != nil {
+	// Heartbeat first: other nodes reap bindings of nodes without one.
+	err := r.store.Heartbeat(ctx, r.node, r.cfg.HeartbeatTTL)
+	if err == nil {
+		err = r.store.Restore(ctx, bs)
+	}
+	if err != nil {
 		r.log.Error("rewriting bindings failed", "bindings", len(bs), "err", err)
 		r.metrics.storeErrors.Inc()
 		return

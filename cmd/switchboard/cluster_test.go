@@ -1,7 +1,15 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"runtime"
+	"sort"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/internal/redistest"
 )
@@ -10,35 +18,330 @@ import (
 func startCluster(t *testing.T, n int, args ...string) (*redistest.Server, []*testNode) {
 	t.Helper()
 	rs := redistest.Start(t)
-	nodes := make([]*testNode, n)
-	for i := range nodes {
-		nodes[i] = startNode(t, append([]string{"--redis-url", rs.URL(), "--heartbeat-ttl", "2s"}, args...)...)
-	}
-	return rs, nodes
+	return rs, startNodes(t, rs.URL(), n, args...)
 }
 
-func TestClusterSmoke(t *testing.T) {
-	_, ns := startCluster(t, 2)
-	a := ns[0].online(t, "chat", "alice")
+func startNodes(t *testing.T, url string, n int, args ...string) []*testNode {
+	t.Helper()
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		nodes[i] = startNode(t, append([]string{"--redis-url", url, "--heartbeat-ttl", "2s",
+			"--node-id", fmt.Sprintf("node%d", i)}, args...)...)
+	}
+	return nodes
+}
+
+func connID(t *testing.T, c *client) string {
+	t.Helper()
+	return c.ready["connection_id"].(string)
+}
+
+func TestClusterBindingsInRedis(t *testing.T) {
+	rs, ns := startCluster(t, 1)
+	rdb := rs.Client()
+	ctx := context.Background()
+	before := time.Now().UnixMilli()
+	a := ns[0].online(t, "chat", "auth0|5f7c")
+	id := connID(t, a)
+
+	got, err := rdb.HGetAll(ctx, "sb:conn:"+id).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got["user_id"] != "auth0|5f7c" || got["action"] != "chat" || got["node"] != "node0" {
+		t.Fatalf("sb:conn:%s = %v, want exactly user_id, action, node, connected_at", id, got)
+	}
+	var at int64
+	if _, err := fmt.Sscan(got["connected_at"], &at); err != nil || at < before || at > time.Now().UnixMilli() {
+		t.Fatalf("connected_at = %q, want Unix ms between %d and now", got["connected_at"], before)
+	}
+	if v := rdb.HGetAll(ctx, "sb:action:chat").Val(); len(v) != 1 || v[id] != "auth0|5f7c" {
+		t.Fatalf("sb:action:chat = %v", v)
+	}
+	if v := rdb.HGetAll(ctx, "sb:user:auth0|5f7c").Val(); len(v) != 1 || v[id] != "chat" {
+		t.Fatalf("sb:user:auth0|5f7c = %v", v)
+	}
+	if ttl := rdb.PTTL(ctx, "sb:node:node0").Val(); ttl <= 0 || ttl > 2*time.Second {
+		t.Fatalf("sb:node:node0 TTL = %v, want within the 2s heartbeat TTL", ttl)
+	}
+
+	a.ws.Close()
+	waitFor(t, 5*time.Second, "bindings removed", func() bool {
+		n, _ := rdb.Exists(ctx, "sb:conn:"+id, "sb:action:chat", "sb:user:auth0|5f7c").Result()
+		return n == 0
+	})
+}
+
+// routingScenario checks direct messages, broadcasts, acks, presence and
+// join/leave across three nodes.
+func routingScenario(t *testing.T, ns []*testNode) {
+	a1 := ns[0].online(t, "chat", "alice")
 	b := ns[1].online(t, "chat", "bob")
+	a1.expectEvent("join", "bob")
+	a2 := ns[2].online(t, "chat", "alice") // second device: no join
+	c := ns[2].online(t, "chat", "carol")
+	for _, cl := range []*client{a1, a2, b} {
+		cl.expectEvent("join", "carol")
+	}
+	other := ns[1].online(t, "other", "dave")
+
+	// Direct to a user with devices on two other nodes.
+	b.send(map[string]any{"text": "hi alice", "to": "alice", "id": "d1"})
+	for _, cl := range []*client{a1, a2} {
+		if m := cl.expect("message"); m["text"] != "hi alice" || m["from"] != "bob" || m["to"] != "alice" {
+			t.Fatalf("%s got %v", cl.name, m)
+		}
+	}
+	if ack := b.expect("ack"); ack["delivered"] != 2.0 || ack["id"] != "d1" {
+		t.Fatalf("ack = %v, want delivered 2", ack)
+	}
+	c.expectNothing(100 * time.Millisecond)
+
+	// Broadcast: everyone in the action but the sender, on every node.
+	a1.send(map[string]any{"text": "hello room", "id": 7})
+	for _, cl := range []*client{a2, b, c} {
+		if m := cl.expect("message"); m["text"] != "hello room" || m["from"] != "alice" {
+			t.Fatalf("%s got %v", cl.name, m)
+		}
+	}
+	if ack := a1.expect("ack"); ack["delivered"] != 3.0 {
+		t.Fatalf("ack = %v, want delivered 3", ack)
+	}
+	other.expectNothing(100 * time.Millisecond)
+
+	// Presence is cluster-wide, sorted, distinct.
+	other.send(map[string]any{"type": "presence"})
+	if p := other.expect("presence"); fmt.Sprint(p["users"]) != "[dave]" {
+		t.Fatalf("presence in other = %v", p)
+	}
+	b.send(map[string]any{"type": "presence"})
+	if p := b.expect("presence"); fmt.Sprint(p["users"]) != "[alice bob carol]" {
+		t.Fatalf("presence = %v", p)
+	}
+
+	// user_offline is cluster-wide.
+	c.send(map[string]any{"text": "x", "to": "dave", "id": 1})
+	if e := c.expectError("user_offline"); e["to"] != "dave" {
+		t.Fatalf("error = %v", e)
+	}
+
+	// Leave only when the last device goes.
+	a1.ws.Close()
+	b.expectNothing(200 * time.Millisecond)
+	a2.ws.Close()
+	b.expectEvent("leave", "alice")
+	c.expectEvent("leave", "alice")
+}
+
+func TestClusterRouting(t *testing.T) {
+	_, ns := startCluster(t, 3)
+	routingScenario(t, ns)
+}
+
+func TestRedisClusterRouting(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	ns := startNodes(t, cl.URL(), 3)
+	routingScenario(t, ns)
+}
+
+func TestClusterNodeCrash(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SIGKILL test runs on Linux")
+	}
+	const ttl = 2 * time.Second
+	rs, ns := startCluster(t, 1)
+	dying := startBinary(t, buildBinary(t), "--redis-url", rs.URL(), "--heartbeat-ttl", ttl.String(), "--node-id", "doomed")
+	watcher := ns[0].online(t, "chat", "watcher")
+	victim := dying.online(t, "chat", "victim")
+	watcher.expectEvent("join", "victim")
+	id := connID(t, victim)
+
+	killed := time.Now()
+	if err := dying.cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup
+		t.Fatal(err)
+	}
+	watcher.expectEventWithin("leave", "victim", 2*ttl+time.Second)
+	if d := time.Since(killed); d > 2*ttl+time.Second {
+		t.Fatalf("leave after %v, want within 2×TTL", d)
+	}
+	rdb := rs.Client()
+	if n := rdb.Exists(context.Background(), "sb:conn:"+id, "sb:user:victim").Val(); n != 0 {
+		t.Fatalf("dead node's bindings still in Redis")
+	}
+	if v := rdb.HGetAll(context.Background(), "sb:action:chat").Val(); len(v) != 1 {
+		t.Fatalf("sb:action:chat = %v, want only the watcher", v)
+	}
+	watcher.send(map[string]any{"type": "presence"})
+	if p := watcher.expect("presence"); fmt.Sprint(p["users"]) != "[watcher]" {
+		t.Fatalf("presence = %v", p)
+	}
+}
+
+func TestClusterRedisRestart(t *testing.T) {
+	rs, ns := startCluster(t, 2)
+	a := ns[0].online(t, "chat", "alice")
+	a2 := ns[0].online(t, "chat", "alice2")
+	b := ns[1].online(t, "chat", "bob")
+	a.expectEvent("join", "alice2")
 	a.expectEvent("join", "bob")
-	a.send(map[string]any{"text": "hi", "to": "bob", "id": 1})
-	m := b.expect("message")
-	if m["from"] != "alice" || m["text"] != "hi" {
+	a2.expectEvent("join", "bob")
+
+	rs.Stop()
+	// Same-node delivery goes on.
+	a.send(map[string]any{"text": "local", "to": "alice2"})
+	if m := a2.expect("message"); m["text"] != "local" {
 		t.Fatalf("got %v", m)
 	}
-	if ack := a.expect("ack"); ack["delivered"] != 1.0 {
-		t.Fatalf("ack %v", ack)
+	// What cannot reach other nodes gets unavailable; readiness drops.
+	waitFor(t, 10*time.Second, "unavailable for cross-node message", func() bool {
+		a.send(map[string]any{"text": "remote", "to": "bob", "id": "r"})
+		m := a.next()
+		return m["type"] == "error" && m["code"] == "unavailable"
+	})
+	waitFor(t, 10*time.Second, "/readyz 503", func() bool { return status(ns[0].url+"/readyz") == 503 })
+
+	rs.Restart() // empty: no persistence
+	rdb := rs.Client()
+	waitFor(t, 15*time.Second, "bindings rewritten", func() bool {
+		return rdb.HLen(context.Background(), "sb:action:chat").Val() == 3
+	})
+	waitFor(t, 15*time.Second, "/readyz 200", func() bool { return status(ns[0].url+"/readyz") == 200 })
+	// Cross-node delivery resumes by itself.
+	b.drain()
+	waitFor(t, 15*time.Second, "cross-node delivery", func() bool {
+		a.send(map[string]any{"text": "back", "to": "bob"})
+		m, err := b.read(300 * time.Millisecond)
+		return err == nil && m["text"] == "back"
+	})
+}
+
+func status(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
 	}
-	b.send(map[string]any{"text": "room", "id": "x"})
-	if m := a.expect("message"); m["text"] != "room" {
-		t.Fatalf("got %v", m)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestClusterRandomized sends thousands of messages between users spread
+// over three nodes and checks that every connection got exactly what was
+// addressed to it, in order per sender.
+func TestClusterRandomized(t *testing.T) {
+	_, ns := startCluster(t, 3, "--rate-limit", "100000", "--rate-burst", "100000", "--presence-events=false")
+	rng := rand.New(rand.NewPCG(1, 2))
+	const users, messages = 24, 3000
+	actions := []string{"a", "b"}
+	type dev struct {
+		c      *client
+		user   string
+		action string
+		mu     sync.Mutex
+		got    []string
 	}
-	if ack := b.expect("ack"); ack["delivered"] != 1.0 {
-		t.Fatalf("ack %v", ack)
+	var devs []*dev
+	for u := range users {
+		user := fmt.Sprintf("u%02d", u)
+		action := actions[u%2]
+		for range 1 + u%2 { // some users have two devices
+			n := ns[rng.IntN(len(ns))]
+			devs = append(devs, &dev{c: n.online(t, action, user), user: user, action: action})
+		}
 	}
-	a.send(map[string]any{"type": "presence"})
-	t.Log(a.expect("presence"))
-	a.send(map[string]any{"text": "x", "to": "nobody", "id": 2})
-	a.expectError("user_offline")
+	// Expected deliveries per device, in send order per sender.
+	want := make(map[*dev][]string)
+	var wg sync.WaitGroup
+	for _, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				m, err := d.c.read(3 * time.Second)
+				if err != nil {
+					return
+				}
+				if m["type"] == "message" {
+					d.mu.Lock()
+					d.got = append(d.got, m["k"].(string))
+					d.mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range messages {
+		s := devs[rng.IntN(len(devs))]
+		k := fmt.Sprintf("%s %d", connID(t, s.c), i)
+		msg := map[string]any{"k": k}
+		var to string
+		if rng.IntN(3) > 0 { // two thirds direct
+			var peers []*dev
+			for _, d := range devs {
+				if d.action == s.action {
+					peers = append(peers, d)
+				}
+			}
+			to = peers[rng.IntN(len(peers))].user
+			msg["to"] = to
+		}
+		for _, d := range devs {
+			if d != s && d.action == s.action && (to == "" || d.user == to) {
+				want[d] = append(want[d], k)
+			}
+		}
+		if err := s.c.ws.WriteJSON(msg); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 {
+			// Pace the sender: a client that floods without reading acks
+			// would (rightly) make slow consumers of the receivers.
+			waitFor(t, 10*time.Second, "deliveries so far", func() bool {
+				for _, d := range devs {
+					d.mu.Lock()
+					n := len(d.got)
+					d.mu.Unlock()
+					if n < len(want[d]) {
+						return false
+					}
+				}
+				return true
+			})
+		}
+	}
+	wg.Wait()
+	for _, d := range devs {
+		d.mu.Lock()
+		got := d.got
+		d.mu.Unlock()
+		if !sameSet(got, want[d]) {
+			t.Errorf("%s/%s: got %d messages, want %d (missing or extra)", d.user, d.action, len(got), len(want[d]))
+			continue
+		}
+		// Per-sender order: keys grow with send order, so the keys from one
+		// sender must arrive increasing.
+		last := map[string]int{}
+		for _, g := range got {
+			var sender string
+			var k int
+			fmt.Sscanf(g, "%s %d", &sender, &k)
+			if prev, ok := last[sender]; ok && k < prev {
+				t.Errorf("%s/%s: message %d from %s arrived after %d", d.user, d.action, k, sender, prev)
+			}
+			last[sender] = k
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x, y := append([]string(nil), a...), append([]string(nil), b...)
+	sort.Strings(x)
+	sort.Strings(y)
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -97,9 +98,17 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 
 // client is a real WebSocket client.
 type client struct {
-	t    testing.TB
-	ws   *websocket.Conn
-	name string
+	t     testing.TB
+	ws    *websocket.Conn
+	name  string
+	ready map[string]any // the ready message, after online
+	in    chan frame     // frames read by the reader goroutine; closed after the final error
+}
+
+// frame is one message read, or the error that ended reading.
+type frame struct {
+	data []byte
+	err  error
 }
 
 // dial opens a WebSocket to path (e.g. "/ws") on n.
@@ -123,7 +132,36 @@ func (n *testNode) tryDial(path string, hdr http.Header) (*client, error) {
 		}
 		return nil, err
 	}
-	return &client{ws: ws, name: path}, nil
+	c := &client{ws: ws, name: path, in: make(chan frame, 100000)}
+	go func() {
+		for {
+			_, b, err := ws.ReadMessage()
+			c.in <- frame{b, err}
+			if err != nil {
+				close(c.in)
+				return
+			}
+		}
+	}()
+	return c, nil
+}
+
+// errTimeout: nothing arrived in time.
+var errTimeout = errors.New("timeout waiting for a message")
+
+// readFrame returns the next frame within timeout.
+func (c *client) readFrame(timeout time.Duration) ([]byte, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case f, ok := <-c.in:
+		if !ok {
+			return nil, errors.New("connection already closed")
+		}
+		return f.data, f.err
+	case <-t.C:
+		return nil, errTimeout
+	}
 }
 
 // online dials /ws, sends online and waits for ready.
@@ -133,6 +171,7 @@ func (n *testNode) online(t testing.TB, action, user string) *client {
 	c.name = user
 	c.send(map[string]any{"type": "online", "action": action, "user_id": user})
 	r := c.expect("ready")
+	c.ready = r
 	if r["user_id"] != user || r["action"] != action || r["connection_id"] == "" {
 		t.Fatalf("ready = %v, want user %q action %q", r, user, action)
 	}
@@ -155,8 +194,7 @@ func (c *client) sendRaw(s string) {
 
 // read returns the next message, or fails after timeout.
 func (c *client) read(timeout time.Duration) (map[string]any, error) {
-	_ = c.ws.SetReadDeadline(time.Now().Add(timeout))
-	_, b, err := c.ws.ReadMessage()
+	b, err := c.readFrame(timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -220,9 +258,9 @@ func (c *client) expectEvent(typ, user string) {
 // expectClose reads until the connection closes and checks the close code.
 func (c *client) expectClose(code int) {
 	c.t.Helper()
-	_ = c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, _, err := c.ws.ReadMessage()
+		_, err := c.readFrame(time.Until(deadline))
 		if err == nil {
 			continue
 		}
@@ -243,15 +281,49 @@ func (c *client) expectNothing(d time.Duration) {
 	deadline := time.Now().Add(d)
 	for {
 		m, err := c.read(time.Until(deadline))
+		if errors.Is(err, errTimeout) {
+			return
+		}
 		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				return
-			}
 			c.t.Fatalf("%s: read: %v", c.name, err)
 		}
 		if m["type"] != "join" && m["type"] != "leave" {
 			c.t.Fatalf("%s: got unexpected %v", c.name, m)
 		}
 	}
+}
+
+// expectEventWithin waits up to d for the event typ of user, skipping other messages.
+func (c *client) expectEventWithin(typ, user string, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		m, err := c.read(time.Until(deadline))
+		if err != nil {
+			c.t.Fatalf("%s: no %s of %q within %v: %v", c.name, typ, user, d, err)
+		}
+		if m["type"] == typ && m["user_id"] == user {
+			return
+		}
+	}
+}
+
+// drain discards whatever arrives within a short window.
+func (c *client) drain() {
+	for {
+		if _, err := c.read(50 * time.Millisecond); err != nil {
+			return
+		}
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

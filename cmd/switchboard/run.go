@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -149,6 +150,7 @@ func (s *server) openStore() error {
 		s.broker = routing.NewMemoryHub().Broker(s.cfg.NodeID)
 		return nil
 	}
+	redis.SetLogger(redisLogger{s.log})
 	client, err := session.NewRedisClient(s.cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -246,4 +248,13 @@ func (s *server) storeName() string {
 		return "memory"
 	}
 	return "redis"
+}
+
+// redisLogger sends go-redis's own messages (dial retries during an outage,
+// many per second) to debug level: state changes are logged once by the
+// store and the broker.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
