@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs Switchboard's whole test suite on a fresh Debian machine: installs what
+# the tests need (redis-server, chromium) when missing, then vet, the tests
+# with the race detector, and a short run of every fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "==> installing ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "==> go vet"
+go vet ./...
+
+echo "==> go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+echo "==> fuzz (short runs; seed corpora run above)"
+fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-15s}" "$1"; }
+fuzz ./routing FuzzParseStamp
+fuzz ./auth FuzzVerify
+echo "==> all tests passed"
