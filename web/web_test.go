@@ -149,3 +149,20 @@ func TestPageNeedsNoInlineCode(t *testing.T) {
 		t.Errorf("client.js imports: %q", m)
 	}
 }
+
+// TestEveryErrorCodeIsExplained checks that the page has a human message
+// for every error code of the protocol (SPEC section 4).
+func TestEveryErrorCodeIsExplained(t *testing.T) {
+	app := body(t, get(t, web.Handler(), http.MethodGet, "/static/app.js", nil))
+	for _, code := range []string{
+		"missing_action", "invalid_action", "invalid_user", "not_online",
+		"online_timeout", "already_online", "unauthorized", "user_mismatch",
+		"token_expired", "invalid_json", "binary_unsupported", "invalid_to",
+		"invalid_id", "user_offline", "reserved_type", "rate_limited",
+		"unavailable", "internal",
+	} {
+		if !regexp.MustCompile(`(?m)^\s*` + code + `: \(`).MatchString(app) {
+			t.Errorf("app.js has no message for %s", code)
+		}
+	}
+}

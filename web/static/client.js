@@ -73,7 +73,7 @@ export class SwitchboardClient extends EventTarget {
     this._ws = null;
     this._attempt = 0;
     this._timers = new Set();
-    this._lastError = null;
+    this._closeError = null;
     this._status = null;
     this._onlineSince = 0;
     this._idPrefix = Math.random().toString(36).slice(2, 8) + "-";
@@ -141,7 +141,7 @@ export class SwitchboardClient extends EventTarget {
   async _dial() {
     const gen = ++this._gen;
     this._setState("connecting", { attempt: this._attempt });
-    this._lastError = null;
+    this._closeError = null;
     this._status = null;
     const opts = this.options;
     let token = opts.token;
@@ -207,7 +207,9 @@ export class SwitchboardClient extends EventTarget {
         this._pongDue = false;
         return;
       case "error":
-        this._lastError = msg;
+        // Only a refused sign-in or an expired token ends the connection;
+        // an error about one message after `ready` does not.
+        if (this.state !== "online" || msg.code === "token_expired") this._closeError = msg;
         this._emit("error", msg);
         return;
       case "status":
@@ -233,7 +235,7 @@ export class SwitchboardClient extends EventTarget {
     this._clearTimers();
     const code = ev.code;
     const detail = { code, reason: ev.reason || "" };
-    const err = this._lastError;
+    const err = this._closeError;
     if (err) detail.error = err;
 
     if (this._status) {
