@@ -45,7 +45,7 @@ var options = []option{
 	{name: "jwt-issuer", def: "", usage: "required iss claim (default: the OIDC issuer)"},
 	{name: "jwt-audience", def: "", usage: "required aud claim"},
 	{name: "jwt-user-claim", def: "sub", usage: "claim holding the user id; a dotted path reaches nested claims"},
-	{name: "jwt-leeway", def: "30s", usage: "clock skew allowed on exp and nbf"},
+	{name: "jwt-leeway", def: "30s", usage: "clock skew allowed on exp and nbf (0: none)"},
 	{name: "auth-required", def: "true", usage: "with auth on, refuse clients without a token (false: anonymous clients get their connection id as user id)"},
 	{name: "admin-token", def: "", usage: "bearer token of the server API under /api/ (not served when empty)"},
 	{name: "log-level", def: "info", usage: "debug, info, warn or error"},
@@ -151,7 +151,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		JWTIssuer:           get("jwt-issuer"),
 		JWTAudience:         get("jwt-audience"),
 		JWTUserClaim:        get("jwt-user-claim"),
-		JWTLeeway:           p.duration("jwt-leeway"),
+		JWTLeeway:           p.durationOrZero("jwt-leeway"),
 		AuthRequired:        p.bool("auth-required"),
 		AdminToken:          get("admin-token"),
 		LogLevel:            get("log-level"),
@@ -216,6 +216,16 @@ func (p *parser) duration(name string) time.Duration {
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		p.fail(name, v, "a positive Go duration such as 30s or 2m")
+	}
+	return d
+}
+
+// durationOrZero is duration allowing 0 (JWT_LEEWAY=0: no leeway).
+func (p *parser) durationOrZero(name string) time.Duration {
+	v := p.get(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		p.fail(name, v, "a Go duration such as 30s, or 0")
 	}
 	return d
 }

@@ -327,3 +327,15 @@ func freePort(t testing.TB) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// expectErrorWithin waits up to d for an error with code.
+func (c *client) expectErrorWithin(code string, d time.Duration) {
+	c.t.Helper()
+	m, err := c.read(d)
+	if err != nil {
+		c.t.Fatalf("%s: no %s within %v: %v", c.name, code, d, err)
+	}
+	if m["type"] != "error" || m["code"] != code {
+		c.t.Fatalf("%s: got %v, want error %s", c.name, m, code)
+	}
+}

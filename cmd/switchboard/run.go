@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/auth"
 	"github.com/switchboard/switchboard/routing"
@@ -81,6 +81,10 @@ type server struct {
 // newServer wires a node from cfg. It does no network I/O.
 func newServer(cfg config, log *slog.Logger) (*server, error) {
 	s := &server{cfg: cfg, log: log}
+	leeway := cfg.JWTLeeway
+	if leeway == 0 {
+		leeway = auth.NoLeeway
+	}
 	var err error
 	s.verifier, err = auth.New(auth.Config{
 		Secret:        cfg.JWTSecret,
@@ -90,7 +94,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		Issuer:        cfg.JWTIssuer,
 		Audience:      cfg.JWTAudience,
 		UserClaim:     cfg.JWTUserClaim,
-		Leeway:        cfg.JWTLeeway,
+		Leeway:        leeway,
 		Logger:        log,
 	})
 	if err != nil {
@@ -101,14 +105,13 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	leeway := cfg.JWTLeeway
 	s.router, err = routing.New(routing.Config{
 		Node:                cfg.NodeID,
 		Store:               s.store,
 		Broker:              s.broker,
 		Verifier:            s.verifier,
 		AuthOptional:        !cfg.AuthRequired,
-		TokenLeeway:         leeway,
+		TokenLeeway:         s.verifier.Leeway(),
 		AllowedOrigins:      cfg.AllowedOrigins,
 		MaxMessageBytes:     cfg.MaxMessageBytes,
 		OnlineTimeout:       cfg.OnlineTimeout,
