@@ -283,8 +283,11 @@ func (r *Router) online(c *Conn, b []byte) {
 	if r.verify.Enabled() {
 		claims := c.upgradeToken
 		if token != "" {
-			cl, err := r.verify.Verify(context.Background(), token) //nolint:contextcheck // bounded by the verifier's own timeouts
+			vctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
+			cl, err := r.verify.Verify(vctx, token)
+			cancel()
 			if err != nil {
+				r.log.Debug("token refused", "conn", c.id, "err", err) // the error never holds the token
 				c.closeWithError(CodeUnauthorized, policy)
 				return
 			}
