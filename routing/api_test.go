@@ -122,7 +122,6 @@ func TestValidConnID(t *testing.T) {
 type apiTestNode struct {
 	r   *Router
 	srv *httptest.Server
-	reg *prometheus.Registry
 }
 
 const apiTestToken = "t0ken"
@@ -138,7 +137,7 @@ func newAPITestNode(t *testing.T, name string, store session.Store, hub *MemoryH
 	mux := http.NewServeMux()
 	mux.Handle("/ws", r)
 	mux.Handle("/api/", r.API(apiTestToken))
-	n := &apiTestNode{r: r, srv: httptest.NewServer(mux), reg: reg}
+	n := &apiTestNode{r: r, srv: httptest.NewServer(mux)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -221,6 +220,14 @@ func (n *apiTestNode) online(t *testing.T, action, user string) *apiWS {
 		t.Fatalf("got %v, want ready", m)
 	}
 	c.id = m["connection_id"].(string)
+	// ready goes out before the node indexes the connection; a pong means
+	// online has finished and the connection is reachable.
+	if err := ws.WriteJSON(map[string]string{"type": "ping"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.next(); m["type"] != "pong" {
+		t.Fatalf("got %v, want pong", m)
+	}
 	return c
 }
 
@@ -300,6 +307,10 @@ func TestAPIInProcessCluster(t *testing.T) {
 		t.Fatalf("disconnect connection: %d %v", status, m)
 	}
 	a1.closed("bye")
+	apiWaitFor(t, "the binding to go", func() bool {
+		_, err := store.Get(context.Background(), a1.id)
+		return errors.Is(err, session.ErrNotFound)
+	})
 
 	// The whole action, on every node.
 	a1b := ns[1].online(t, "chat", "alice")
