@@ -217,11 +217,15 @@ type sampler struct {
 	t0      time.Time
 	server0 procSample
 	self0   time.Duration
+	busy0   time.Duration
+	irq0    time.Duration
+	haveM   bool
 	ok      bool
 }
 
 func (r *runner) startSampler() *sampler {
 	s := &sampler{r: r, t0: time.Now(), self0: selfCPU()}
+	s.busy0, s.irq0, s.haveM = machineCPU()
 	if r.cfg.PID > 0 {
 		var err error
 		s.server0, err = readProc(r.cfg.PID)
@@ -240,17 +244,26 @@ func (s *sampler) stop(res *Result) {
 		return
 	}
 	res.ClientCPU = 100 * float64(selfCPU()-s.self0) / float64(el)
-	if !s.ok {
-		return
+	res.LoadAvg = loadAvg()
+	var serverPct float64
+	if s.ok {
+		if p, err := readProc(s.r.cfg.PID); err == nil {
+			if res.Server == nil {
+				res.Server = &ServerStats{}
+			}
+			serverPct = 100 * float64(p.CPU-s.server0.CPU) / float64(el)
+			res.Server.CPUPct = serverPct
+		}
 	}
-	p, err := readProc(s.r.cfg.PID)
-	if err != nil {
-		return
+	if busy, irq, ok := machineCPU(); ok && s.haveM {
+		res.MachineCPU = 100 * float64(busy-s.busy0) / float64(el)
+		res.IRQCPU = 100 * float64(irq-s.irq0) / float64(el)
+		if s.ok {
+			// What neither the client nor the server used, interrupts
+			// aside: other processes — the noise gauge.
+			res.OtherCPU = max(0, res.MachineCPU-res.IRQCPU-res.ClientCPU-serverPct)
+		}
 	}
-	if res.Server == nil {
-		res.Server = &ServerStats{}
-	}
-	res.Server.CPUPct = 100 * float64(p.CPU-s.server0.CPU) / float64(el)
 }
 
 // serverSample reads /proc for the server when -pid is set.

@@ -23,6 +23,7 @@ type load struct {
 	sent    atomic.Int64 // measured messages written
 	recv    atomic.Int64 // measured messages received (each delivery)
 	recvAll atomic.Int64
+	frames  atomic.Int64 // every frame received, events included
 	endAt   atomic.Int64 // when the last sender stopped (ns since epoch)
 
 	stop     chan struct{}
@@ -47,6 +48,23 @@ func (r *runner) newLoad() *load {
 }
 
 func (l *load) now() int64 { return int64(time.Since(l.epoch)) }
+
+// settle waits, before the load starts, until the connections have received
+// no frame for 300 ms (at most 15 s): the join events that a server sends
+// while everyone comes online must not be measured as message latency. It
+// then restarts the epoch and returns the time it waited.
+func (l *load) settle(ctx context.Context) time.Duration {
+	t0 := time.Now()
+	last, quietSince := l.frames.Load(), time.Now()
+	waitFor(ctx, 15*time.Second, func() bool {
+		if n := l.frames.Load(); n != last {
+			last, quietSince = n, time.Now()
+		}
+		return time.Since(quietSince) >= 300*time.Millisecond
+	})
+	l.epoch = time.Now()
+	return time.Since(t0)
+}
 
 func (l *load) halt() { l.stopOnce.Do(func() { close(l.stop) }) }
 
@@ -151,14 +169,15 @@ func (l *load) openLoop(ctx context.Context, c *Conn, to string, rate float64) {
 // frame handles one received frame; onMsg runs for benchmark messages,
 // onErr for error frames.
 func (l *load) frame(b []byte, onMsg, onErr func()) {
+	l.frames.Add(1)
 	kind, ts, code := classify(b)
 	switch kind {
 	case frameMessage:
 		now := l.now()
 		l.recvAll.Add(1)
 		if ts >= l.warmEnd && ts < l.measEnd {
+			l.hist.Record(now - ts) // before recv: finish waits on recv
 			l.recv.Add(1)
-			l.hist.Record(now - ts)
 		}
 		if onMsg != nil {
 			onMsg()
@@ -219,7 +238,9 @@ func (l *load) finish(ctx context.Context, senders *sync.WaitGroup, fanout int64
 	sent := l.sent.Load()
 	waitFor(ctx, l.r.cfg.Drain, func() bool { return l.recv.Load() >= sent*fanout })
 
-	res.Seconds = time.Duration(l.endAt.Load() - l.warmEnd).Seconds()
+	// The measured window ends when the senders stop, at the latest at
+	// measEnd (an open-loop sender that fell behind may finish later).
+	res.Seconds = time.Duration(min(l.endAt.Load(), l.measEnd) - l.warmEnd).Seconds()
 	if res.Seconds <= 0 {
 		res.Seconds = 0
 	}
@@ -289,6 +310,7 @@ func (r *runner) direct(ctx context.Context, res *Result) error {
 			l.reader(&readers, c, nil, nil)
 		}
 	}
+	res.SettleSeconds = l.settle(ctx).Seconds()
 	for i, c := range conns {
 		senders.Add(1)
 		to := conns[peer(i)].User
@@ -342,6 +364,7 @@ func (r *runner) broadcast(ctx context.Context, res *Result) error {
 	for _, c := range conns {
 		l.reader(&readers, c, nil, nil)
 	}
+	res.SettleSeconds = l.settle(ctx).Seconds()
 	senders.Add(1)
 	go func() {
 		defer senders.Done()

@@ -68,6 +68,54 @@ func readProc(pid int) (procSample, error) {
 	return s, nil
 }
 
+// machineCPU returns the whole machine's CPU time from /proc/stat, all
+// cores: busy (everything but idle and iowait) and irq (hard and soft
+// interrupts, which on loopback are mostly the benchmark's own packets and
+// are charged to no process). ok is false when unreadable.
+func machineCPU() (busy, irq time.Duration, ok bool) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	// user nice system idle iowait irq softirq steal [guest guest_nice]
+	var b, q int64
+	for i, v := range f[1:] {
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch i {
+		case 3, 4:
+		case 5, 6:
+			q += n
+			b += n
+		default:
+			b += n
+		}
+	}
+	tick := time.Second / clockTicks
+	return time.Duration(b) * tick, time.Duration(q) * tick, true
+}
+
+// loadAvg returns the 1-minute load average (0 when unreadable).
+func loadAvg() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
 // selfCPU returns this process's user + system CPU time.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage

@@ -23,16 +23,17 @@ type Result struct {
 	ConnectRate    float64  `json:"connect_per_s,omitempty"` // connect+online+ready per second
 	ConnectLatency *Latency `json:"connect_latency,omitempty"`
 
-	Seconds      float64  `json:"measured_s,omitempty"`
-	TargetRate   float64  `json:"target_rate,omitempty"`
-	Sent         int64    `json:"sent,omitempty"`
-	Expected     int64    `json:"expected,omitempty"` // deliveries expected
-	Received     int64    `json:"received,omitempty"`
-	Lost         int64    `json:"lost,omitempty"`
-	DeliveredPct float64  `json:"delivered_pct,omitempty"`
-	SendRate     float64  `json:"sent_per_s,omitempty"`
-	Throughput   float64  `json:"delivered_per_s,omitempty"`
-	Latency      *Latency `json:"latency,omitempty"`
+	SettleSeconds float64  `json:"settle_s,omitempty"` // quiet wait before the load (join events)
+	Seconds       float64  `json:"measured_s,omitempty"`
+	TargetRate    float64  `json:"target_rate,omitempty"`
+	Sent          int64    `json:"sent,omitempty"`
+	Expected      int64    `json:"expected,omitempty"` // deliveries expected
+	Received      int64    `json:"received,omitempty"`
+	Lost          int64    `json:"lost,omitempty"`
+	DeliveredPct  float64  `json:"delivered_pct,omitempty"`
+	SendRate      float64  `json:"sent_per_s,omitempty"`
+	Throughput    float64  `json:"delivered_per_s,omitempty"`
+	Latency       *Latency `json:"latency,omitempty"`
 
 	Churn *ChurnStats `json:"churn,omitempty"`
 
@@ -41,7 +42,14 @@ type Result struct {
 
 	Server    *ServerStats `json:"server,omitempty"`
 	ClientCPU float64      `json:"client_cpu_pct,omitempty"` // % of one core during the measured phase
-	Checks    []Check      `json:"checks,omitempty"`
+	// MachineCPU is the whole machine's busy time in % of one core during
+	// the measured phase; OtherCPU is the part used by neither the client
+	// nor the server (-pid): other processes disturbing the run.
+	MachineCPU float64 `json:"machine_cpu_pct,omitempty"`
+	OtherCPU   float64 `json:"other_cpu_pct,omitempty"`
+	IRQCPU     float64 `json:"irq_cpu_pct,omitempty"`
+	LoadAvg    float64 `json:"loadavg_1m,omitempty"`
+	Checks     []Check `json:"checks,omitempty"`
 }
 
 // ChurnStats are the churn scenario's figures.
@@ -105,6 +113,9 @@ func (r *Result) Write(w io.Writer, asJSON bool) error {
 	if l := r.ConnectLatency; l != nil && l.Count > 0 {
 		row("connect latency ms", "p50 %.2f  p99 %.2f  max %.2f", l.P50, l.P99, l.Max)
 	}
+	if r.SettleSeconds > 0 {
+		row("settled", "%.2f s (waited for 300 ms without frames before sending)", r.SettleSeconds)
+	}
 	if r.Seconds > 0 {
 		row("measured", "%.2f s", r.Seconds)
 	}
@@ -152,6 +163,10 @@ func (r *Result) Write(w io.Writer, asJSON bool) error {
 	}
 	if r.ClientCPU != 0 {
 		row("client CPU", "%.0f %% of a core", r.ClientCPU)
+	}
+	if r.MachineCPU != 0 {
+		row("machine CPU", "%.0f %% of a core (interrupts %.0f %%, other processes %.0f %%, load average %.2f)",
+			r.MachineCPU, r.IRQCPU, r.OtherCPU, r.LoadAvg)
 	}
 	for _, c := range r.Checks {
 		status := "OK"
