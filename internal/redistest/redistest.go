@@ -189,9 +189,9 @@ func (s *Server) Client() *redis.Client {
 }
 
 // Do runs one raw command, e.g. s.Do("HGETALL", "sb:conn:c1"), with a
-// deadline of a few seconds.
+// deadline of a few seconds. It works in t.Cleanup functions too.
 func (s *Server) Do(args ...any) (any, error) {
-	ctx, cancel := context.WithTimeout(s.t.Context(), startTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.t.Context()), startTimeout)
 	defer cancel()
 	return s.Client().Do(ctx, args...).Result()
 }
