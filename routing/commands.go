@@ -95,18 +95,21 @@ func (r *Router) Handle(typ string, h HandlerFunc) error {
 // handle processes a message from an online connection.
 func (r *Router) handle(c *Conn, b []byte) {
 	r.metrics.received.Inc()
+	allowed := c.limiter.Allow() // every client message counts, valid or not
 	f, ok := parseObject(b)
-	if !ok {
+	id := f.id
+	if ok && id != nil && !validID(id) {
+		id = nil
+	}
+	switch {
+	case !allowed:
+		r.sendError(c, CodeRateLimited, id, nil)
+		return
+	case !ok:
 		r.sendError(c, CodeInvalidJSON, nil, nil)
 		return
-	}
-	id := f.id
-	if id != nil && !validID(id) {
+	case f.id != nil && id == nil:
 		r.sendError(c, CodeInvalidID, nil, nil)
-		return
-	}
-	if !c.limiter.Allow() {
-		r.sendError(c, CodeRateLimited, id, nil)
 		return
 	}
 	typ := ""
