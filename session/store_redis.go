@@ -77,13 +77,15 @@ type RedisOptions struct {
 // removed later:
 //
 //   - Bind adds the id to sb:nodeconns:{node} and the node to sb:nodes, then
-//     writes sb:conn:{id}, then sb:user:{user_id} and sb:action:{action}. A
+//     writes sb:conn:{id}, then sb:user:{user_id} and sb:action:{action}
+//     (one pipeline; three round trips in all). A
 //     reader may briefly see the conn hash before the user and action
 //     entries. If a step fails, Bind removes what it wrote before returning
 //     the error (best effort: if Redis is gone, RemoveNode or a reaper
 //     cleans up later).
-//   - Unbind and the reapers remove the user entry first, then the action
-//     entry, then the conn hash, then the nodeconns entry.
+//   - Unbind and the reapers remove the user and action entries first (one
+//     pipeline), then the conn hash and the nodeconns entry, so an
+//     interrupted removal keeps the record a retry or reaper needs.
 //   - A single-key script on sb:user:{user_id} decides first and last: it
 //     counts the user's other connections in the action and adds or
 //     deletes the entry in one step. So concurrent Binds of one user report
