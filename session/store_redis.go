@@ -68,7 +68,10 @@ type RedisOptions struct {
 // Bind, Unbind, Restore, Reap and RemoveNode each run as a Lua script: every
 // binding is written or removed whole, in one round trip, and readers never
 // see half of one. Reap and RemoveNode handle up to 500 bindings per script
-// call, each call atomic.
+// call, each call atomic. (Redis does not undo a script that fails half-way,
+// which only foreign data of the wrong type under the prefix can cause.) A
+// Bind that fails after its script may have run, e.g. on a timeout, unbinds
+// the connection again before returning.
 //
 // On a Redis Cluster (a *redis.ClusterClient, or a *redis.Ring) the keys of
 // one binding lie in different hash slots, so no script can cover them.
@@ -78,11 +81,10 @@ type RedisOptions struct {
 //
 //   - Bind adds the id to sb:nodeconns:{node} and the node to sb:nodes, then
 //     writes sb:conn:{id}, then sb:user:{user_id} and sb:action:{action}
-//     (one pipeline; three round trips in all). A
-//     reader may briefly see the conn hash before the user and action
-//     entries. If a step fails, Bind removes what it wrote before returning
-//     the error (best effort: if Redis is gone, RemoveNode or a reaper
-//     cleans up later).
+//     (one pipeline; three round trips in all). A reader may briefly see
+//     the conn hash before the user and action entries. If a step fails,
+//     Bind removes what it wrote before returning the error (best effort:
+//     if Redis is gone, RemoveNode or a reaper cleans up later).
 //   - Unbind and the reapers remove the user and action entries first (one
 //     pipeline), then the conn hash and the nodeconns entry, so an
 //     interrupted removal keeps the record a retry or reaper needs.
