@@ -84,6 +84,9 @@ func TestBrowser(t *testing.T) {
 	alice.say("one more thing")
 	bob.waitUnread("alice", 1)
 	screenshots(t, bob)
+	bob.phoneUsers("alice")
+	bob.waitLog("one more thing")
+	bob.openConversation("Room")
 	alice.keyboardToRoom()
 
 	// Closing carol's page takes her out of the others' lists.
@@ -553,7 +556,8 @@ func (p *page) waitFor(what string, cond func() (bool, string)) {
 }
 
 // screenshots saves the page at desktop and phone width into
-// $SCREENSHOT_DIR (default: a temporary directory).
+// $SCREENSHOT_DIR (default: a temporary directory), checking at each width
+// that nothing overflows sideways.
 func screenshots(t *testing.T, p *page) {
 	t.Helper()
 	dir := os.Getenv("SCREENSHOT_DIR")
@@ -570,24 +574,52 @@ func screenshots(t *testing.T, p *page) {
 		name          string
 		width, height int64
 	}{
-		{"phone.png", 375, 740},
 		{"desktop.png", 1280, 800},
+		{"phone.png", 375, 740},
 	} {
-		p.do("resizing to "+s.name, chromedp.EmulateViewport(s.width, s.height))
-		// Wait for the layout of that width: the users toggle shows only
-		// on narrow screens.
-		toggle := s.width < 640
-		p.waitFor("the layout of "+s.name, func() (bool, string) {
-			shown := run(p, "checking the layout", chromedp.Evaluate[bool](
-				`getComputedStyle(document.getElementById('people-toggle')).display !== 'none'`))
-			return shown == toggle, fmt.Sprint("users toggle shown: ", shown)
-		})
+		p.resize(s.width, s.height)
 		png := run(p, "taking "+s.name, chromedp.CaptureScreenshot())
 		if err := os.WriteFile(filepath.Join(dir, s.name), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Logf("screenshots in %s", dir)
+}
+
+// resize sets the viewport and waits for the layout of that width (the
+// users toggle shows only on narrow screens); the page must not scroll
+// sideways.
+func (p *page) resize(width, height int64) {
+	p.t.Helper()
+	p.do("resizing", chromedp.EmulateViewport(width, height))
+	toggle := width < 640
+	p.waitFor(fmt.Sprintf("the layout of width %d", width), func() (bool, string) {
+		shown := run(p, "checking the layout", chromedp.Evaluate[bool](
+			`getComputedStyle(document.getElementById('people-toggle')).display !== 'none'`))
+		return shown == toggle, fmt.Sprint("users toggle shown: ", shown)
+	})
+	if overflow := run(p, "checking overflow", chromedp.Evaluate[int64](
+		`document.documentElement.scrollWidth - document.documentElement.clientWidth`)); overflow > 0 {
+		p.t.Errorf("%s: at width %d the page scrolls sideways by %dpx", p.user, width, overflow)
+	}
+}
+
+// phoneUsers opens a private conversation at phone width: the Online users
+// list is folded behind the "Users" button, and folds again after a pick.
+func (p *page) phoneUsers(user string) {
+	p.t.Helper()
+	p.resize(375, 740)
+	list := byName("list", "Online users")
+	p.do("opening Users",
+		// Hidden, the list is out of the accessibility tree: find it by id.
+		chromedp.WaitNotVisible(chromedp.CSS("#users")),
+		chromedp.Click(label("button", "Users"), byName("button", "Users")),
+		chromedp.WaitVisible(label("list", "Online users"), list),
+	)
+	p.openConversationWith(user)
+	p.waitSelectedTab(user)
+	p.do("folding Users", chromedp.WaitNotVisible(chromedp.CSS("#users")))
+	p.resize(1280, 800)
 }
 
 // server is the switchboard binary running as a subprocess.

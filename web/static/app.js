@@ -176,9 +176,14 @@ function setStatus(text) {
 }
 
 function startCountdown(at) {
+  // The status region announces "Reconnecting"; the seconds tick in an
+  // aria-hidden span so screen readers are not told every second.
+  const seconds = document.createElement("span");
+  seconds.setAttribute("aria-hidden", "true");
+  statusText.replaceChildren("Reconnecting", seconds);
   const tick = () => {
     const s = Math.max(0, Math.ceil((at - Date.now()) / 1000));
-    setStatus(`Reconnecting in ${s} s…`);
+    seconds.textContent = ` in ${s} s…`;
   };
   tick();
   countdown = setInterval(tick, 1000);
