@@ -641,7 +641,9 @@ func startServer(t *testing.T, bin, addr string, env ...string) *server {
 	t.Helper()
 	out := &syncBuffer{}
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "SWITCHBOARD_ADDR="+addr)
+	// Only the configuration given here: a JWT_SECRET or REDIS_URL in the
+	// developer's shell must not change the server under test.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir(), "SWITCHBOARD_ADDR=" + addr}
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout = out
 	cmd.Stderr = out
