@@ -133,11 +133,14 @@ type actionConns struct {
 	users map[string][]*Conn
 }
 
-// index adds an online connection to the local indexes. It reports whether
-// it is the node's first connection of the user.
-func (r *Router) index(c *Conn) {
+// index adds an online connection to the local indexes and queues ready,
+// its first frame, under the same lock: a delivery either misses c or is
+// queued after ready, and whatever is routed once the client has seen
+// ready reaches it. (Writes only queue, so holding the lock is cheap.)
+func (r *Router) index(c *Conn, ready []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	c.write(ready)
 	g := r.actions[c.action]
 	if g == nil {
 		g = &actionConns{users: make(map[string][]*Conn)}

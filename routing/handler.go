@@ -346,8 +346,7 @@ func (r *Router) online(c *Conn, b []byte) {
 	ready = append(ready, `,"action":`...)
 	ready = appendJSONString(ready, action)
 	ready = append(ready, '}')
-	c.write(ready) // before indexing, so no delivery overtakes it
-	r.index(c)
+	r.index(c, ready)
 	c.state.Store(stateOnline)
 	if c.closing.Load() {
 		return // closed meanwhile (shutdown): onDisconnect unbinds
