@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/session"
 )
@@ -233,6 +234,10 @@ const (
 // `type` "message" when obj has none. obj must be one JSON object; its
 // `type`, when present, a string that is not reserved.
 func apiMessage(action, to string, obj []byte, ts int64) ([]byte, error) {
+	if !utf8.Valid(obj) {
+		// Browsers fail a connection that receives invalid UTF-8 (1007).
+		return nil, invalidError("the message must be valid UTF-8")
+	}
 	f, ok := parseObject(obj)
 	if !ok {
 		return nil, invalidError("the message must be one JSON object")
@@ -470,6 +475,9 @@ func (a *api) publish(w http.ResponseWriter, req *http.Request) (int, any) {
 	b, status, body := a.readBody(w, req)
 	if status != 0 {
 		return status, body
+	}
+	if !utf8.Valid(b) {
+		return http.StatusBadRequest, apiError{"the body must be valid UTF-8"}
 	}
 	if _, ok := parseObject(b); !ok {
 		return http.StatusBadRequest, apiError{"the body must be one JSON object"}

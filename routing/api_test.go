@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +50,7 @@ func TestAPIMessage(t *testing.T) {
 			}
 		})
 	}
-	for _, in := range []string{``, `[]`, `"x"`, `{"a":1`, `{"a":1}{}`, `{"type":3}`, `{"type":"ack"}`, `{"type":"error"}`} {
+	for _, in := range []string{``, `[]`, `"x"`, `{"a":1`, `{"a":1}{}`, "{\"a\":\"\xff\"}", `{"type":3}`, `{"type":"ack"}`, `{"type":"error"}`} {
 		if _, err := apiMessage("chat", "", []byte(in), 1); !errors.Is(err, ErrInvalid) {
 			t.Errorf("apiMessage(%q): got %v, want ErrInvalid", in, err)
 		}
@@ -401,4 +402,48 @@ func TestAPIStoreDown(t *testing.T) {
 	if got := counterValue(n.r.metrics.apiRequests.WithLabelValues("presence", "503")); got != 1 {
 		t.Fatalf("api requests{presence,503} = %v, want 1", got)
 	}
+}
+
+// FuzzAPIMessage checks that any object the API accepts becomes one valid
+// JSON object with the server's action and ts and without from.
+func FuzzAPIMessage(f *testing.F) {
+	for _, s := range []string{`{}`, `{"from":"x","a":[1,{"b":"}"}]}`, `{"type":"t","to":"u","ts":"x"}`, ` { "fr\u006fm" : 1 } `, `[]`, `{"a":"\"}"}`} {
+		f.Add(s, "bob")
+	}
+	f.Fuzz(func(t *testing.T, obj, to string) {
+		if to != "" && !ValidUserID(to) {
+			return
+		}
+		out, err := apiMessage("chat", to, []byte(obj), 42)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		if !utf8.Valid(out) {
+			t.Fatalf("apiMessage(%q) = %q is not UTF-8", obj, out)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("apiMessage(%q) = %q: %v", obj, out, err)
+		}
+		if _, ok := m["from"]; ok {
+			t.Fatalf("apiMessage(%q) = %q has from", obj, out)
+		}
+		if string(m["action"]) != `"chat"` || string(m["ts"]) != "42" {
+			t.Fatalf("apiMessage(%q) = %q: wrong action or ts", obj, out)
+		}
+		if to != "" {
+			var got string
+			if json.Unmarshal(m["to"], &got) != nil || got != to {
+				t.Fatalf("apiMessage(%q, to %q) = %q: wrong to", obj, to, out)
+			}
+		} else if _, ok := m["to"]; ok {
+			t.Fatalf("apiMessage(%q) = %q keeps the body's to", obj, out)
+		}
+		if _, ok := m["type"]; !ok {
+			t.Fatalf("apiMessage(%q) = %q has no type", obj, out)
+		}
+	})
 }

@@ -388,6 +388,7 @@ func TestAPIBadRequests(t *testing.T) {
 		{"POST", "/api/publish", `[{"action":"chat"}]`, 400},
 		{"POST", "/api/publish", `"chat"`, 400},
 		{"POST", "/api/publish", `{"action":"chat"} {}`, 400},
+		{"POST", "/api/publish", "{\"action\":\"chat\",\"text\":\"\xff\"}", 400},
 		{"POST", "/api/publish", `{"text":"no action"}`, 400},
 		{"POST", "/api/publish", `{"action":null}`, 400},
 		{"POST", "/api/publish", `{"action":5}`, 400},
