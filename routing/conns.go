@@ -26,8 +26,9 @@ type Conn struct {
 	s  *melody.Session
 	id string
 
-	presetAction string       // from /ws/{action}
-	upgradeToken *auth.Claims // verified token from the upgrade request
+	upgraded     chan struct{} // closed once the WebSocket handshake is done
+	presetAction string        // from /ws/{action}
+	upgradeToken *auth.Claims  // verified token from the upgrade request
 
 	state   atomic.Int32
 	closing atomic.Bool

@@ -48,6 +48,7 @@ var options = []option{
 	{name: "jwt-leeway", def: "30s", usage: "clock skew allowed on exp and nbf (0: none)"},
 	{name: "auth-required", def: "true", usage: "with auth on, refuse clients without a token (false: anonymous clients get their connection id as user id)"},
 	{name: "admin-token", def: "", usage: "bearer token of the server API under /api/ (not served when empty)"},
+	{name: "pprof", def: "false", usage: "serve Go's profiler under /debug/pprof/ (keep it behind your firewall)"},
 	{name: "log-level", def: "info", usage: "debug, info, warn or error"},
 	{name: "log-format", def: "text", usage: "text or json"},
 }
@@ -85,6 +86,7 @@ type config struct {
 	JWTLeeway           time.Duration
 	AuthRequired        bool
 	AdminToken          string
+	Pprof               bool
 	LogLevel            string
 	LogFormat           string
 }
@@ -154,6 +156,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		JWTLeeway:           p.durationOrZero("jwt-leeway"),
 		AuthRequired:        p.bool("auth-required"),
 		AdminToken:          get("admin-token"),
+		Pprof:               p.bool("pprof"),
 		LogLevel:            get("log-level"),
 		LogFormat:           get("log-format"),
 	}

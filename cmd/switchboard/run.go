@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -137,6 +138,10 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/api/", s.router.API(cfg.AdminToken)) // 404 for everything without ADMIN_TOKEN
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	mux.Handle("/", web.Handler())
 	s.http = &http.Server{
 		Handler:           mux,
@@ -200,6 +205,7 @@ func (s *server) Addr() string { return s.ln.Addr().String() }
 func (s *server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
+	s.router.Prepare(ctx)
 	done := make(chan struct{}, 2)
 	go func() { s.logErr("router", s.router.Run(bg)); done <- struct{}{} }()
 	go func() {
