@@ -32,6 +32,7 @@ type Conn struct {
 
 	state   atomic.Int32
 	closing atomic.Bool
+	evicted atomic.Bool // evict has begun
 	limiter *rate.Limiter
 
 	// Set before the state becomes stateOnline.
@@ -95,15 +96,23 @@ func (c *Conn) closeWithError(code string, closeCode int) {
 // evict closes a slow consumer from another goroutine, writing the close
 // frame straight to the socket: its outbound queue is full, so a queued
 // close would be dropped (and melody's Close from the error handler recurses).
+// It has its own flag rather than closing's, so that a close whose frame was
+// dropped by the full queue still ends in an eviction.
+//
+// The writer holds the socket until its current frame is written or
+// WriteWait passes, so the close frame waits as long: a client that catches
+// up within that time reads why it was closed instead of a bare EOF.
 func (c *Conn) evict() {
-	if !c.closing.CompareAndSwap(false, true) {
+	if !c.evicted.CompareAndSwap(false, true) {
 		return
 	}
+	c.closing.Store(true)
 	c.setReason("slow_consumer")
 	ws := c.s.WebsocketConnection()
+	deadline := time.Now().Add(c.r.cfg.WriteWait)
 	go func() {
 		msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "slow consumer")
-		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)) // the socket is closed next either way
+		_ = ws.WriteControl(websocket.CloseMessage, msg, deadline) // the socket is closed next either way
 		_ = ws.Close()
 	}()
 }
