@@ -238,9 +238,9 @@ func validID(raw []byte) bool {
 
 // stamp returns the message the server delivers: the client's object with
 // `from`, `action` and `ts` set by the server (whatever the client wrote is
-// dropped) and `type` set to "message" when absent. prefix is the
-// connection's precomputed `{"from":…,"action":…,"ts":`. b must have passed
-// parseObject. It allocates exactly once.
+// dropped, in any letter case: see dropped) and `type` set to "message" when
+// absent. prefix is the connection's precomputed `{"from":…,"action":…,"ts":`.
+// b must have passed parseObject. It allocates exactly once.
 func stamp(prefix, b []byte, hasType bool, ts int64) []byte {
 	const typeMember = `,"type":"message"`
 	out := make([]byte, 0, len(prefix)+20+len(typeMember)+len(b))
@@ -249,7 +249,7 @@ func stamp(prefix, b []byte, hasType bool, ts int64) []byte {
 	i := skipWS(b, 0) + 1
 	for {
 		key, val, next, done := scanMember(b, i)
-		if key != nil && !keyIs(key, "from") && !keyIs(key, "action") && !keyIs(key, "ts") {
+		if key != nil && !dropped(key) {
 			out = append(out, ',')
 			out = append(out, key...)
 			out = append(out, ':')
@@ -264,6 +264,36 @@ func stamp(prefix, b []byte, hasType bool, ts int64) []byte {
 		out = append(out, typeMember...)
 	}
 	return append(out, '}')
+}
+
+var (
+	nameFrom   = []byte("from")
+	nameAction = []byte("action")
+	nameTS     = []byte("ts")
+	nameType   = []byte("type")
+)
+
+// dropped reports whether stamp leaves out the member with the raw key:
+// from, action and ts, which the server sets, and every name that differs
+// from these or from type only in letter case. Decoders that match names
+// case-insensitively (Go's encoding/json, for one) would otherwise read a
+// client's "From" or "TYPE" in place of the server's member.
+func dropped(key []byte) bool {
+	name := key[1 : len(key)-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		var s string
+		if json.Unmarshal(key, &s) != nil {
+			return false // cannot happen: the object passed parseObject
+		}
+		name = []byte(s)
+	}
+	switch {
+	case bytes.EqualFold(name, nameFrom), bytes.EqualFold(name, nameAction), bytes.EqualFold(name, nameTS):
+		return true
+	case bytes.EqualFold(name, nameType):
+		return string(name) != "type"
+	}
+	return false
 }
 
 // stampPrefix precomputes the start of every message a connection sends.
