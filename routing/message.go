@@ -240,7 +240,8 @@ func validID(raw []byte) bool {
 // `from`, `action` and `ts` set by the server (whatever the client wrote is
 // dropped, in any letter case: see dropped) and `type` set to "message" when
 // absent. prefix is the connection's precomputed `{"from":…,"action":…,"ts":`.
-// b must have passed parseObject. It allocates exactly once.
+// b must have passed parseObject. It allocates once (more only for member
+// names with escapes, which are rare).
 func stamp(prefix, b []byte, hasType bool, ts int64) []byte {
 	const typeMember = `,"type":"message"`
 	out := make([]byte, 0, len(prefix)+20+len(typeMember)+len(b))
@@ -314,9 +315,9 @@ func appendJSONString(b []byte, s string) []byte {
 // errorFrame builds an `error` message. id and to are raw JSON values, or nil.
 func errorFrame(code, message string, id, to []byte) []byte {
 	b := make([]byte, 0, 64+len(message)+len(id)+len(to))
-	b = append(b, `{"type":"error","code":"`...)
-	b = append(b, code...)
-	b = append(b, `","message":`...)
+	b = append(b, `{"type":"error","code":`...)
+	b = appendJSONString(b, code) // a custom handler's code may need escaping
+	b = append(b, `,"message":`...)
 	b = appendJSONString(b, message)
 	if id != nil {
 		b = append(b, `,"id":`...)
