@@ -74,22 +74,23 @@ type pubReq struct {
 	done  func(int, error)
 }
 
-// Scripts: KEYS[1] is the target's hash; ARGV: channel, payload, count of
-// connections that need no publish (local recipients plus the sender), and
-// for users the action.
-var (
-	publishUser = redis.NewScript(`
+// publishScript counts the target's connections in KEYS[1] (the action's
+// hash, or the user's hash when ARGV[4] names the action to count) and
+// publishes ARGV[2] on channel ARGV[1] when there are more than ARGV[3]
+// (the local recipients plus the sender). One script for both targets: a
+// batch after a Redis restart then fails NOSCRIPT as a whole and is resent
+// whole, in order.
+var publishScript = redis.NewScript(`
 local n = 0
-for _, a in ipairs(redis.call('HVALS', KEYS[1])) do
-  if a == ARGV[4] then n = n + 1 end
+if ARGV[4] then
+  for _, a in ipairs(redis.call('HVALS', KEYS[1])) do
+    if a == ARGV[4] then n = n + 1 end
+  end
+else
+  n = redis.call('HLEN', KEYS[1])
 end
 if n > tonumber(ARGV[3]) then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return n`)
-	publishAction = redis.NewScript(`
-local n = redis.call('HLEN', KEYS[1])
-if n > tonumber(ARGV[3]) then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
-return n`)
-)
 
 // NewRedisBroker returns a broker on client. It does no I/O; call Run.
 func NewRedisBroker(client redis.UniversalClient, cfg RedisBrokerConfig) *RedisBroker {
@@ -247,7 +248,8 @@ func (b *RedisBroker) flush(ctx context.Context, batch []pubReq) {
 	defer cancel()
 	cmds := b.exec(ctx, batch, nil)
 	if retry := noScript(cmds); retry != nil {
-		// Redis lost its script cache (a restart): EVAL loads the scripts.
+		// Redis does not know the script yet (first use, or a restart emptied
+		// its cache): EVAL loads it.
 		// Only the refused commands run again, so nothing is published twice.
 		again := b.exec(ctx, batch, retry)
 		for i, c := range again {
@@ -303,20 +305,20 @@ func (b *RedisBroker) exec(ctx context.Context, batch []pubReq, only []bool) []r
 		case t.Kind == TopicNode || e.Kind == KindDisconnect:
 			cmds[i] = pipe.Publish(ctx, ch, payload)
 		case t.Kind == TopicUser:
-			cmds[i] = runScript(ctx, pipe, publishUser, eval, []string{b.cfg.Prefix + "user:" + e.User}, ch, payload, skip, e.Action)
+			cmds[i] = runScript(ctx, pipe, eval, []string{b.cfg.Prefix + "user:" + e.User}, ch, payload, skip, e.Action)
 		default:
-			cmds[i] = runScript(ctx, pipe, publishAction, eval, []string{b.cfg.Prefix + "action:" + e.Action}, ch, payload, skip)
+			cmds[i] = runScript(ctx, pipe, eval, []string{b.cfg.Prefix + "action:" + e.Action}, ch, payload, skip)
 		}
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command
 	return cmds
 }
 
-func runScript(ctx context.Context, pipe redis.Pipeliner, s *redis.Script, eval bool, keys []string, args ...any) redis.Cmder {
+func runScript(ctx context.Context, pipe redis.Pipeliner, eval bool, keys []string, args ...any) redis.Cmder {
 	if eval {
-		return s.Eval(ctx, pipe, keys, args...)
+		return publishScript.Eval(ctx, pipe, keys, args...)
 	}
-	return s.EvalSha(ctx, pipe, keys, args...)
+	return publishScript.EvalSha(ctx, pipe, keys, args...)
 }
 
 // cmdInt reads the count a publish returned: the script's count of the
