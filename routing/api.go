@@ -230,8 +230,9 @@ const (
 )
 
 // apiMessage builds the message the server API delivers: obj without
-// `from`, with `action`, `ts` and `to` (if not empty) set by the server, and
-// `type` "message" when obj has none. obj must be one JSON object; its
+// `from`, with `action`, `ts` and `to` (if not empty) set by the server
+// (whatever obj held for them, in any letter case, is dropped), and `type`
+// "message" when obj has none. obj must be one JSON object; its
 // `type`, when present, a string that is not reserved.
 func apiMessage(action, to string, obj []byte, ts int64) ([]byte, error) {
 	if !utf8.Valid(obj) {
@@ -264,7 +265,7 @@ func apiMessage(action, to string, obj []byte, ts int64) ([]byte, error) {
 	i := skipWS(obj, 0) + 1
 	for {
 		key, val, next, done := scanMember(obj, i)
-		if key != nil && !keyIs(key, "from") && !keyIs(key, "action") && !keyIs(key, "ts") && !keyIs(key, "to") {
+		if key != nil && !apiDropped(key) {
 			out = append(out, ',')
 			out = append(out, key...)
 			out = append(out, ':')
@@ -279,6 +280,26 @@ func apiMessage(action, to string, obj []byte, ts int64) ([]byte, error) {
 		out = append(out, typeMember...)
 	}
 	return append(out, '}'), nil
+}
+
+var nameTo = []byte("to")
+
+// apiDropped reports whether apiMessage leaves out the member with the raw
+// key: what stamp drops (from, action, ts and case variants of them and of
+// type), and to in any letter case, which the server sets.
+func apiDropped(key []byte) bool {
+	if dropped(key) {
+		return true
+	}
+	name := key[1 : len(key)-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		var s string
+		if json.Unmarshal(key, &s) != nil {
+			return false // cannot happen: the object passed parseObject
+		}
+		name = []byte(s)
+	}
+	return bytes.EqualFold(name, nameTo)
 }
 
 // member returns the raw value of the last top-level member name of the

@@ -28,6 +28,8 @@ func TestAPIMessage(t *testing.T) {
 		{"plain", "chat", "", `{"text":"hi"}`, `{"action":"chat","ts":42,"text":"hi","type":"message"}`},
 		{"type kept", "chat", "", `{"type":"notice","text":"hi"}`, `{"action":"chat","ts":42,"type":"notice","text":"hi"}`},
 		{"server fields dropped", "chat", "", `{"from":"mallory","action":"x","ts":1,"to":"y","a":1}`, `{"action":"chat","ts":42,"a":1,"type":"message"}`},
+		{"case variants dropped", "chat", "", `{"From":"m","ACTION":"x","Ts":1,"TO":"y","TYPE":"error","text":"hi"}`, `{"action":"chat","ts":42,"text":"hi","type":"message"}`},
+		{"case variant of type dropped, type kept", "chat", "", `{"type":"t","Type":"error"}`, `{"action":"chat","ts":42,"type":"t"}`},
 		{"escaped keys dropped", "chat", "", `{"fr\u006fm":"mallory","a":[1,{"from":2}]}`, `{"action":"chat","ts":42,"a":[1,{"from":2}],"type":"message"}`},
 		{"to set", "chat", "bob", `{"to":"bob","text":"hi"}`, `{"action":"chat","ts":42,"to":"bob","text":"hi","type":"message"}`},
 		{"whitespace", "a.b:c-d_e", "", " {\n\"x\" : true ,\"y\":null}\n", `{"action":"a.b:c-d_e","ts":42,"x":true,"y":null,"type":"message"}`},
@@ -441,6 +443,13 @@ func FuzzAPIMessage(f *testing.F) {
 			}
 		} else if _, ok := m["to"]; ok {
 			t.Fatalf("apiMessage(%q) = %q keeps the body's to", obj, out)
+		}
+		for k := range m {
+			for _, name := range []string{"from", "action", "ts", "to", "type"} {
+				if strings.EqualFold(k, name) && k != name {
+					t.Fatalf("apiMessage(%q) = %q keeps %q", obj, out, k)
+				}
+			}
 		}
 		if _, ok := m["type"]; !ok {
 			t.Fatalf("apiMessage(%q) = %q has no type", obj, out)
