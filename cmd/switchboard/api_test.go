@@ -86,15 +86,12 @@ func expectAPIError(t testing.TB, r apiReply, status int, what string) {
 	}
 }
 
-// onlineConn connects a client to n and returns it with its connection id,
-// once the node routes to it: a node sends ready before it indexes the
-// connection locally, and a ping answered means online has finished.
+// onlineConn connects a client to n and returns it with its connection id.
+// Once the client has ready, the API reaches it: the tests rely on that.
 func onlineConn(t testing.TB, n *testNode, action, user string) (*client, string) {
 	t.Helper()
 	c := n.online(t, action, user)
 	c.name = user + "/" + action
-	c.send(map[string]any{"type": "ping"})
-	c.expect("pong")
 	id, _ := c.ready["connection_id"].(string)
 	return c, id
 }
