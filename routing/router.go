@@ -284,6 +284,11 @@ func jitter(d time.Duration) time.Duration {
 func (r *Router) heartbeat(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	defer cancel()
+	if r.broker.Healthy() {
+		r.metrics.brokerUp.Set(1)
+	} else {
+		r.metrics.brokerUp.Set(0)
+	}
 	err := r.store.Heartbeat(ctx, r.node, r.cfg.HeartbeatTTL)
 	if err != nil {
 		if r.storeOK.Swap(false) {
@@ -393,11 +398,7 @@ func (r *Router) deliverRemote(e *Envelope) int {
 	}
 	n := r.deliverLocal(e)
 	if e.Kind == KindMessage {
-		kind := deliveryBroadcast
-		if e.User != "" {
-			kind = deliveryDirect
-		}
-		r.metrics.delivered[kind].Add(float64(n))
+		r.metrics.delivered[deliveryKind(e)].Add(float64(n))
 	}
 	return n
 }
@@ -407,10 +408,8 @@ func (r *Router) disconnect(c *Conn, reason string) {
 	frame := []byte(`{"type":"status","status":"disconnected","reason":`)
 	frame = appendJSONString(frame, reason)
 	frame = append(frame, '}')
+	c.setReason("api") // first reason wins: close's own is then ignored
 	c.close(websocket.CloseNormalClosure, reason, frame)
-	c.mu.Lock()
-	c.reason = "api"
-	c.mu.Unlock()
 }
 
 // Ready reports whether the node can serve: store reachable, broker
