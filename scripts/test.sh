@@ -25,5 +25,6 @@ go test -race -count=1 -timeout 20m ./...
 echo "==> fuzz (short runs; seed corpora run above)"
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-15s}" "$1"; }
 fuzz ./routing FuzzParseStamp
+fuzz ./routing FuzzAPIMessage
 fuzz ./auth FuzzVerify
 echo "==> all tests passed"
