@@ -37,6 +37,10 @@ else
   D_DIRECT=10s D_OPEN=20s D_IDLE=10s D_BCAST=20s D_CHURN=30s WARM=2s IDLE_CONNS=15000
 fi
 STEP_TIMEOUT=660 # seconds; sbbench caps itself at 10 minutes
+# Before each run, wait up to QUIET_WAIT for other processes to use under
+# QUIET_MAX % of one core (a shared machine makes latency figures noise).
+QUIET_WAIT=${QUIET_WAIT:-90s}
+QUIET_MAX=${QUIET_MAX:-25}
 
 log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 want() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -59,17 +63,18 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768-)
     if port_free "$p"; then echo "$p"; return; fi
   done
   echo "bench: no free port" >&2; return 1
 }
 
-# wait_http URL SECONDS
+# wait_http URL SECONDS [PID]: wait for URL to answer; give up early if PID exits.
 wait_http() {
   local deadline=$((SECONDS + $2))
   until curl -fsS --max-time 1 "$1" >/dev/null 2>&1; do
     [ $SECONDS -ge "$deadline" ] && return 1
+    [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null && return 1
     sleep 0.1
   done
 }
@@ -85,43 +90,59 @@ stop() {
   kill -KILL "$p" 2>/dev/null || true
 }
 
+# Other programs on the machine may take a port between free_port and the
+# bind, so starting is tried three times with fresh ports.
+
 # start_relay: sets RELAY_PID, RELAY_PORT.
 start_relay() {
-  RELAY_PORT=$(free_port)
-  "$BIN/barerelay" -addr "127.0.0.1:$RELAY_PORT" >"$OUT/barerelay.log" 2>&1 &
-  RELAY_PID=$!
-  PIDS+=("$RELAY_PID")
-  wait_http "http://127.0.0.1:$RELAY_PORT/healthz" 10 || { echo "barerelay did not start" >&2; exit 1; }
+  local try
+  for try in 1 2 3; do
+    RELAY_PORT=$(free_port)
+    "$BIN/barerelay" -addr "127.0.0.1:$RELAY_PORT" >"$OUT/barerelay.log" 2>&1 &
+    RELAY_PID=$!
+    PIDS+=("$RELAY_PID")
+    wait_http "http://127.0.0.1:$RELAY_PORT/healthz" 10 "$RELAY_PID" && return 0
+    stop "$RELAY_PID"
+  done
+  echo "barerelay did not start (see $OUT/barerelay.log)" >&2; exit 1
 }
 
 # start_server NAME [ENV=VALUE...]: sets SRV_PID, SRV_PORT; returns 1 if it
 # does not answer /healthz within 15 s.
 start_server() {
-  local name=$1; shift
-  SRV_PORT=$(free_port)
-  env SWITCHBOARD_ADDR="127.0.0.1:$SRV_PORT" SWITCHBOARD_NODE_ID="$name" "$@" \
-    "$BIN/switchboard" >"$OUT/server-$name.log" 2>&1 &
-  SRV_PID=$!
-  PIDS+=("$SRV_PID")
-  if ! wait_http "http://127.0.0.1:$SRV_PORT/healthz" 15; then
-    log "server $name did not answer /healthz (see $OUT/server-$name.log)"
+  local name=$1 try; shift
+  for try in 1 2 3; do
+    SRV_PORT=$(free_port)
+    env SWITCHBOARD_ADDR="127.0.0.1:$SRV_PORT" SWITCHBOARD_NODE_ID="$name" "$@" \
+      "$BIN/switchboard" >"$OUT/server-$name.log" 2>&1 &
+    SRV_PID=$!
+    PIDS+=("$SRV_PID")
+    wait_http "http://127.0.0.1:$SRV_PORT/healthz" 15 "$SRV_PID" && return 0
     stop "$SRV_PID"
-    return 1
-  fi
+  done
+  log "server $name did not answer /healthz (see $OUT/server-$name.log)"
+  return 1
 }
 
 # start_redis: sets REDIS_PID, REDIS_PORT.
 start_redis() {
-  REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$OUT" --logfile "$OUT/redis.log" &
-  REDIS_PID=$!
-  PIDS+=("$REDIS_PID")
-  local deadline=$((SECONDS + 10))
-  until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && { echo "redis-server did not start" >&2; exit 1; }
-    sleep 0.1
+  local try deadline
+  for try in 1 2 3; do
+    REDIS_PORT=$(free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$OUT" --logfile "$OUT/redis.log" &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    deadline=$((SECONDS + 10))
+    until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; do
+      if [ $SECONDS -ge $deadline ] || ! kill -0 "$REDIS_PID" 2>/dev/null; then
+        stop "$REDIS_PID"; continue 2
+      fi
+      sleep 0.1
+    done
+    return 0
   done
+  echo "redis-server did not start (see $OUT/redis.log)" >&2; exit 1
 }
 
 # ---- running sbbench --------------------------------------------------------
@@ -130,7 +151,8 @@ start_redis() {
 bench() {
   local name=$1; shift
   log "run $name: sbbench $*"
-  if timeout "$STEP_TIMEOUT" "$BIN/sbbench" -json -progress 5s "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"; then
+  if timeout "$STEP_TIMEOUT" "$BIN/sbbench" -json -progress 5s -quiet-wait "$QUIET_WAIT" -quiet-max "$QUIET_MAX" \
+    "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"; then
     :
   else
     log "run $name failed (exit $?): $(tail -n 3 "$OUT/$name.err" | tr '\n' ' ')"
@@ -358,11 +380,12 @@ fi
   echo "Per run: server and client CPU, and CPU used by other processes during the measured"
   echo "phase (% of one core; high 'other' means the run was disturbed and should be repeated)."
   {
-    echo "run|server CPU|client CPU|other CPU|load avg"
+    echo "run|server CPU|client CPU|other CPU|other at start|lost|server errors|client errors"
     for f in "$OUT"/*.json; do
       [ -s "$f" ] || continue
-      jq -r --arg n "$(basename "$f" .json)" \
-        '"\($n)|\(.server.cpu_pct // 0 | floor)|\(.client_cpu_pct // 0 | floor)|\(.other_cpu_pct // 0 | floor)|\(.loadavg_1m // 0)"' "$f" 2>/dev/null || true
+      jq -r --arg n "$(basename "$f" .json)" '
+        def counts: (. // {}) | to_entries | map("\(.key)=\(.value)") | join(",") | if . == "" then "-" else . end;
+        "\($n)|\(.server.cpu_pct // 0 | floor)|\(.client_cpu_pct // 0 | floor)|\(.other_cpu_pct // 0 | floor)|\(.busy_before_pct // 0 | floor)|\(.lost // 0)|\(.server_errors | counts)|\(.client_errors | counts)"' "$f" 2>/dev/null || true
     done
   } | column -t -s '|'
   echo

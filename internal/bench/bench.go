@@ -30,6 +30,9 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 		cerrs:  newCounts(),
 	}
 	res := &Result{Scenario: cfg.Scenario, Label: cfg.Label, URL: cfg.URL, URL2: cfg.URL2}
+	if cfg.QuietWait > 0 {
+		res.QuietWaited, res.BusyBefore = r.waitQuiet(ctx)
+	}
 	var err error
 	switch cfg.Scenario {
 	case ScenarioIdle:
@@ -325,6 +328,34 @@ func sleepUntil(ctx context.Context, stop <-chan struct{}, t time.Time) bool {
 		return false
 	case <-stop:
 		return false
+	}
+}
+
+// waitQuiet samples the machine's CPU use by other processes (everything
+// but this process and, with -pid, the server; interrupts aside) over 1 s
+// windows until it is under cfg.QuietMax or cfg.QuietWait has passed. It
+// returns how long it waited and the last sample.
+func (r *runner) waitQuiet(ctx context.Context) (time.Duration, float64) {
+	t0 := time.Now()
+	var busy float64
+	for {
+		s := r.startSampler()
+		select {
+		case <-ctx.Done():
+			return time.Since(t0), busy
+		case <-time.After(time.Second):
+		}
+		var probe Result
+		s.stop(&probe)
+		busy = probe.MachineCPU - probe.IRQCPU - probe.ClientCPU
+		if probe.Server != nil {
+			busy -= probe.Server.CPUPct
+		}
+		busy = max(0, busy)
+		if busy < r.cfg.QuietMax || time.Since(t0) >= r.cfg.QuietWait {
+			return time.Since(t0), busy
+		}
+		fmt.Fprintf(r.stderr, "sbbench: waiting for a quiet machine: other processes use %.0f%% of a core (want < %.0f%%)\n", busy, r.cfg.QuietMax)
 	}
 }
 

@@ -59,6 +59,9 @@ type Config struct {
 	Redis       string
 	RedisPrefix string
 
+	QuietWait time.Duration // wait at most this long for a quiet machine before starting
+	QuietMax  float64       // "quiet": other processes use less than this % of one core
+
 	JSON       bool
 	Progress   time.Duration
 	CPUProfile string // -cpuprofile: the load tool's own CPU profile
@@ -99,6 +102,8 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.JSON, "json", false, "print the result as JSON")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "interval of progress lines on stderr (0 = none)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write sbbench's own CPU profile to this file")
+	fs.DurationVar(&c.QuietWait, "quiet-wait", 0, "before starting, wait up to this long for the machine to be quiet (0 = don't wait)")
+	fs.Float64Var(&c.QuietMax, "quiet-max", 30, "with -quiet-wait: quiet means other processes use under this % of one core (1 s samples)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -228,6 +233,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Sources) == 0 {
 		return errors.New("-sources: no address")
+	}
+	if c.QuietWait < 0 || c.QuietWait >= c.MaxTime {
+		return fmt.Errorf("-quiet-wait must be in [0, -max-time), got %v", c.QuietWait)
 	}
 	if c.PID < 0 {
 		return fmt.Errorf("-pid must not be negative, got %d", c.PID)

@@ -150,14 +150,13 @@ func (r *runner) churn(ctx context.Context, res *Result) error {
 	cfg := r.cfg
 	g0, haveGauge := r.gauge(ctx)
 	var store *storeCounter
-	var storeBase int64
 	if cfg.Redis != "" {
 		var err error
 		if store, err = newStoreCounter(cfg.Redis, cfg.RedisPrefix); err != nil {
 			return err
 		}
 		defer store.Close()
-		if storeBase, _, err = store.count(ctx, nil); err != nil {
+		if _, _, err = store.count(ctx, "."+r.tag, nil); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
 	}
@@ -245,7 +244,7 @@ func (r *runner) churn(ctx context.Context, res *Result) error {
 		r.checkGauge(ctx, res, "connections_after_churn", int64(g0)+int64(live))
 	}
 	if store != nil {
-		r.checkStore(ctx, res, store, "redis_bindings_after_churn", storeBase+int64(live), int64(live))
+		r.checkStore(ctx, res, store, "redis_bindings_after_churn", int64(live))
 	}
 	if havePID {
 		after, _ := r.serverSample()
@@ -266,7 +265,7 @@ func (r *runner) churn(ctx context.Context, res *Result) error {
 		r.checkGauge(ctx, res, "connections_after_close", int64(g0))
 	}
 	if store != nil {
-		r.checkStore(ctx, res, store, "redis_bindings_after_close", storeBase, 0)
+		r.checkStore(ctx, res, store, "redis_bindings_after_close", 0)
 	}
 	if havePID {
 		end, _ := r.serverSample()
@@ -275,18 +274,19 @@ func (r *runner) churn(ctx context.Context, res *Result) error {
 	return ctx.Err()
 }
 
-// checkStore waits up to 10 s for {prefix}conn:* to number wantConns and
-// this run's action hashes to hold wantFields fields.
-func (r *runner) checkStore(ctx context.Context, res *Result, s *storeCounter, name string, wantConns, wantFields int64) {
+// checkStore waits up to 10 s for the store to hold exactly want bindings
+// of this run: {prefix}conn:* keys whose user is one of this run's, and as
+// many fields in this run's action hashes.
+func (r *runner) checkStore(ctx context.Context, res *Result, s *storeCounter, name string, want int64) {
 	var gotConns, gotFields int64
 	var lastErr error
 	ok := waitFor(ctx, 10*time.Second, func() bool {
-		gotConns, gotFields, lastErr = s.count(ctx, r.actions())
-		return lastErr == nil && gotConns == wantConns && gotFields == wantFields
+		gotConns, gotFields, lastErr = s.count(ctx, "."+r.tag, r.actions())
+		return lastErr == nil && gotConns == want && gotFields == want
 	})
-	detail := fmt.Sprintf("%sconn:* keys; action hash fields want %d got %d", s.prefix, wantFields, gotFields)
+	detail := fmt.Sprintf("%sconn:* keys of this run; action hash fields got %d", s.prefix, gotFields)
 	if lastErr != nil {
 		detail += "; error: " + lastErr.Error()
 	}
-	res.Checks = append(res.Checks, Check{Name: name, Want: wantConns, Got: gotConns, OK: ok, Detail: detail})
+	res.Checks = append(res.Checks, Check{Name: name, Want: want, Got: gotConns, OK: ok, Detail: detail})
 }

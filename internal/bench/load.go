@@ -101,6 +101,10 @@ func (l *load) senderDone() {
 	}
 }
 
+// tokenTimeout is how long a closed-loop sender waits for a token before it
+// takes the message as lost and sends the next one anyway.
+const tokenTimeout = time.Second
+
 // closedLoop sends to `to` whenever it holds one of tok's tokens; the
 // receiver (or an error frame) gives the token back. Messages for all the
 // tokens at hand go out in one write syscall, so that the client spends
@@ -108,9 +112,14 @@ func (l *load) senderDone() {
 func (l *load) closedLoop(ctx context.Context, c *Conn, to string, tok chan struct{}) {
 	defer l.senderDone()
 	buf := make([]byte, 0, l.r.cfg.Size+64)
+	timeout := time.NewTimer(tokenTimeout)
+	defer timeout.Stop()
 	for {
+		timeout.Reset(tokenTimeout)
 		select {
 		case <-tok:
+		case <-timeout.C:
+			l.r.cerrs.add("window_timeout") // a message (or its token) was lost
 		case <-l.stop:
 			return
 		case <-ctx.Done():
@@ -168,7 +177,7 @@ func (l *load) openLoop(ctx context.Context, c *Conn, to string, rate float64) {
 
 // frame handles one received frame; onMsg runs for benchmark messages,
 // onErr for error frames.
-func (l *load) frame(b []byte, onMsg, onErr func()) {
+func (l *load) frame(b []byte, onMsg func(), onErr func(code string)) {
 	l.frames.Add(1)
 	kind, ts, code := classify(b)
 	switch kind {
@@ -185,12 +194,12 @@ func (l *load) frame(b []byte, onMsg, onErr func()) {
 	case frameError:
 		l.r.errs.add(code)
 		if onErr != nil {
-			onErr()
+			onErr(code)
 		}
 	}
 }
 
-func (l *load) reader(wg *sync.WaitGroup, c *Conn, onMsg, onErr func()) {
+func (l *load) reader(wg *sync.WaitGroup, c *Conn, onMsg func(), onErr func(code string)) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -305,7 +314,13 @@ func (r *runner) direct(ctx context.Context, res *Result) error {
 	for i, c := range conns {
 		if cfg.Rate == 0 {
 			mine, theirs := toks[i], toks[peer(i)]
-			l.reader(&readers, c, func() { release(theirs) }, func() { release(mine) })
+			l.reader(&readers, c, func() { release(theirs) }, func(code string) {
+				// Refused messages give their token back; after
+				// unavailable the message may still arrive locally.
+				if code != "unavailable" {
+					release(mine)
+				}
+			})
 		} else {
 			l.reader(&readers, c, nil, nil)
 		}

@@ -199,16 +199,31 @@ func newStoreCounter(addr, prefix string) (*storeCounter, error) {
 	return &storeCounter{rdb: redis.NewClient(opt), prefix: prefix}, nil
 }
 
-// count returns the number of {prefix}conn:* keys (SCAN, never KEYS) and
-// the total number of fields of the given actions' hashes.
-func (s *storeCounter) count(ctx context.Context, actions []string) (conns, actionFields int64, err error) {
+// count returns the number of {prefix}conn:* keys (SCAN, never KEYS) whose
+// user_id ends in suffix (all of them when suffix is empty), and the total
+// number of fields of the given actions' hashes.
+func (s *storeCounter) count(ctx context.Context, suffix string, actions []string) (conns, actionFields int64, err error) {
 	var cursor uint64
 	for {
 		keys, next, err := s.rdb.Scan(ctx, cursor, s.prefix+"conn:*", 1000).Result()
 		if err != nil {
 			return 0, 0, err
 		}
-		conns += int64(len(keys))
+		if suffix == "" {
+			conns += int64(len(keys))
+		} else if len(keys) > 0 {
+			pipe := s.rdb.Pipeline()
+			cmds := make([]*redis.StringCmd, len(keys))
+			for i, k := range keys {
+				cmds[i] = pipe.HGet(ctx, k, "user_id")
+			}
+			_, _ = pipe.Exec(ctx) // a key gone meanwhile is redis.Nil: not counted
+			for _, c := range cmds {
+				if u, err := c.Result(); err == nil && strings.HasSuffix(u, suffix) {
+					conns++
+				}
+			}
+		}
 		if cursor = next; cursor == 0 {
 			break
 		}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Result is one run's report. Fields that do not apply to the scenario are
@@ -49,7 +50,11 @@ type Result struct {
 	OtherCPU   float64 `json:"other_cpu_pct,omitempty"`
 	IRQCPU     float64 `json:"irq_cpu_pct,omitempty"`
 	LoadAvg    float64 `json:"loadavg_1m,omitempty"`
-	Checks     []Check `json:"checks,omitempty"`
+	// With -quiet-wait: how long the run waited for a quiet machine, and
+	// the CPU other processes used (% of one core) when it started.
+	QuietWaited time.Duration `json:"quiet_waited_ns,omitempty"`
+	BusyBefore  float64       `json:"busy_before_pct,omitempty"`
+	Checks      []Check       `json:"checks,omitempty"`
 }
 
 // ChurnStats are the churn scenario's figures.
@@ -163,6 +168,9 @@ func (r *Result) Write(w io.Writer, asJSON bool) error {
 	}
 	if r.ClientCPU != 0 {
 		row("client CPU", "%.0f %% of a core", r.ClientCPU)
+	}
+	if r.QuietWaited != 0 {
+		row("quiet wait", "%v (other processes at start: %.0f %% of a core)", r.QuietWaited.Round(time.Second), r.BusyBefore)
 	}
 	if r.MachineCPU != 0 {
 		row("machine CPU", "%.0f %% of a core (interrupts %.0f %%, other processes %.0f %%, load average %.2f)",
