@@ -305,18 +305,17 @@ func (r *Router) online(c *Conn, b []byte) {
 		user = u
 	}
 
-	token := ""
-	if !absent(msg.Token) {
-		t, ok := stringValue(msg.Token)
-		if !ok {
-			c.closeWithError(CodeUnauthorized, policy)
-			return
-		}
-		token = t
-	}
-
 	var exp time.Time
-	if r.verify.Enabled() {
+	if r.verify.Enabled() { // without auth, a token is ignored
+		token := ""
+		if !absent(msg.Token) {
+			t, ok := stringValue(msg.Token)
+			if !ok {
+				c.closeWithError(CodeUnauthorized, policy)
+				return
+			}
+			token = t
+		}
 		claims := c.upgradeToken
 		if token != "" {
 			vctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
