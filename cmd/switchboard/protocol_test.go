@@ -185,6 +185,8 @@ func TestOnline(t *testing.T) {
 		{name: "unicode user id of 256 bytes", path: "/ws", online: jsonText(map[string]string{"type": "online", "action": "chat", "user_id": long}), user: long, action: "chat"},
 		{name: "action of 64 characters", path: "/ws", online: jsonText(map[string]string{"type": "online", "action": strings.Repeat("a", 64), "user_id": "x"}), user: "x", action: strings.Repeat("a", 64)},
 		{name: "escaped keys", path: "/ws", online: `{"typ\u0065":"online","\u0061ction":"chat","user_id":"fr\u0065d"}`, user: "fred", action: "chat"},
+		{name: "token ignored without auth", path: "/ws", online: `{"type":"online","action":"chat","user_id":"tok","token":"not.a.jwt"}`, user: "tok", action: "chat"},
+		{name: "non-string token ignored without auth", path: "/ws", online: `{"type":"online","action":"chat","user_id":"tok2","token":123}`, user: "tok2", action: "chat"},
 		{name: "preset action", path: "/ws/room-1", online: `{"type":"online","user_id":"alice"}`, user: "alice", action: "room-1"},
 		{name: "preset action repeated", path: "/ws/room-1", online: `{"type":"online","action":"room-1","user_id":"alice"}`, user: "alice", action: "room-1"},
 
