@@ -43,7 +43,10 @@ func (q *Request) Reply(v any) error {
 // Deliver routes the message as an ordinary one would be (stamped with
 // `from`, `action` and `ts`; to its `to` user if set, else to the action)
 // and returns how many connections it was handed to, cluster-wide. The
-// client gets no ack for it: the handler decides what to reply.
+// client gets no ack for it: the handler decides what to reply. When the
+// other nodes cannot be reached, the error wraps ErrBrokerUnavailable (the
+// message may have reached this node's connections); returned by the
+// handler, it reaches the client as unavailable.
 func (q *Request) Deliver(ctx context.Context) (int, error) {
 	to, ok := "", true
 	if q.f.to != nil {
@@ -275,9 +278,14 @@ func (r *Router) custom(c *Conn, h HandlerFunc, typ string, b []byte, f fields, 
 		return
 	}
 	var e *Error
-	if errors.As(err, &e) {
+	switch {
+	case errors.As(err, &e):
 		r.metrics.errorSent(e.Code)
 		c.write(errorFrame(e.Code, e.Message, id, nil))
+		return
+	case errors.Is(err, ErrBrokerUnavailable): // from Deliver: as for a message
+		r.metrics.publishFailed.Inc()
+		r.sendError(c, CodeUnavailable, id, nil)
 		return
 	}
 	r.log.Error("custom handler failed", "type", typ, "err", err)
