@@ -30,7 +30,7 @@ func ExampleRouter_Handle() {
 	err = r.Handle("typing", func(ctx context.Context, req *routing.Request) error {
 		n, err := req.Deliver(ctx)
 		if err != nil {
-			return err // a *routing.Error (invalid_to, unavailable) reaches the client as is
+			return err // the client gets invalid_to, or unavailable if other nodes were unreachable
 		}
 		return req.Reply(map[string]any{"type": "typing_sent", "delivered": n})
 	})
