@@ -1219,7 +1219,7 @@ func TestSlowConsumer(t *testing.T) {
 	flooder.ping()
 }
 
-func TestShutdown(t *testing.T) {
+func TestShutdownCloses1001(t *testing.T) {
 	n := startNode(t)
 	a := n.online(t, "chat", "alice")
 	b := n.online(t, "chat", "bob")
