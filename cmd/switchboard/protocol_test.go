@@ -1317,3 +1317,18 @@ func TestCustomHandlers(t *testing.T) {
 	a.expectError(routing.CodeReservedType)
 	barrier(t, a, b, c) // refused messages reached nobody
 }
+
+// TestNoCompression: per-message compression is never negotiated (a small
+// compressed frame could inflate past every limit).
+func TestNoCompression(t *testing.T) {
+	n := startNode(t)
+	d := websocket.Dialer{EnableCompression: true}
+	ws, resp, err := d.Dial(n.wsURL("/ws/chat"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+		t.Fatalf("server negotiated %q", ext)
+	}
+}
