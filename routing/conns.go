@@ -32,8 +32,19 @@ type Conn struct {
 
 	state   atomic.Int32
 	closing atomic.Bool
-	evicted atomic.Bool // evict has begun
-	limiter *rate.Limiter
+
+	// Outbound flow: at most Config.OutboundQueue frames are handed to
+	// melody's writer at once; more wait in backlog (allocated only while
+	// needed) until the writer reports them sent. A backlog over
+	// Config.OutboundBufferBytes makes the connection a slow consumer.
+	inflight     atomic.Int32 // frames handed to melody, not yet written
+	backlogN     atomic.Int32 // len(backlog), for the lock-free fast path
+	outMu        sync.Mutex   // guards backlog, backlogBytes, closeMsg
+	backlog      [][]byte     // nil entry: the close frame closeMsg
+	backlogBytes int
+	closeMsg     []byte
+	evicted      atomic.Bool // evict has begun
+	limiter      *rate.Limiter
 
 	// Set before the state becomes stateOnline.
 	user, action string
@@ -68,14 +79,72 @@ func (c *Conn) Action() string {
 	return c.action
 }
 
-// write queues a frame without blocking. A full queue makes the error
-// handler evict the connection.
+// write queues a frame without blocking. Frames keep their order; a
+// connection whose backlog outgrows OutboundBufferBytes is evicted.
 func (c *Conn) write(b []byte) {
-	_ = c.s.Write(b) // only ErrSessionClosed: nothing left to do
+	if c.backlogN.Load() == 0 {
+		if c.inflight.Add(1) <= c.r.queueLimit {
+			_ = c.s.Write(b) // only ErrSessionClosed: nothing left to do
+			return
+		}
+		c.inflight.Add(-1)
+	}
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if len(c.backlog) == 0 && c.take() {
+		_ = c.s.Write(b)
+		return
+	}
+	c.backlog = append(c.backlog, b)
+	c.backlogBytes += len(b)
+	c.backlogN.Store(int32(len(c.backlog)))
+	if c.backlogBytes > c.r.cfg.OutboundBufferBytes {
+		c.evict()
+	}
 }
 
-// close sends frame (if any), then a close frame with code, once. The frames
-// go through the outbound queue so the client reads them in order.
+// take reserves a place in melody's queue.
+func (c *Conn) take() bool {
+	if c.inflight.Add(1) <= c.r.queueLimit {
+		return true
+	}
+	c.inflight.Add(-1)
+	return false
+}
+
+// sent runs on melody's writer after each text frame: it frees a place and
+// moves waiting frames into the queue.
+func (c *Conn) sent() {
+	c.inflight.Add(-1)
+	if c.backlogN.Load() == 0 {
+		return
+	}
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	for len(c.backlog) > 0 {
+		b := c.backlog[0]
+		if b == nil { // the close frame: nothing follows it
+			c.backlog = nil
+			_ = c.s.CloseWithMsg(c.closeMsg)
+			break
+		}
+		if !c.take() {
+			break
+		}
+		c.backlog[0] = nil
+		c.backlog = c.backlog[1:]
+		c.backlogBytes -= len(b)
+		_ = c.s.Write(b)
+	}
+	if len(c.backlog) == 0 {
+		c.backlog = nil // give the memory back
+	}
+	c.backlogN.Store(int32(len(c.backlog)))
+}
+
+// close sends frame (if any), then a close frame with code, once. Both go
+// through the outbound queue, after what is already waiting, so the client
+// reads them in order.
 func (c *Conn) close(code int, reason string, frame []byte) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
@@ -84,7 +153,16 @@ func (c *Conn) close(code int, reason string, frame []byte) {
 	if frame != nil {
 		c.write(frame)
 	}
-	_ = c.s.CloseWithMsg(melody.FormatCloseMessage(code, reason))
+	msg := melody.FormatCloseMessage(code, reason)
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if len(c.backlog) == 0 {
+		_ = c.s.CloseWithMsg(msg)
+		return
+	}
+	c.closeMsg = msg
+	c.backlog = append(c.backlog, nil)
+	c.backlogN.Store(int32(len(c.backlog)))
 }
 
 // closeWithError sends an error frame with code and closes the connection.

@@ -64,11 +64,13 @@ type Config struct {
 	// HeartbeatTTL is how long this node's heartbeat lives in the store;
 	// it is refreshed every third of it. Default 15s.
 	HeartbeatTTL time.Duration
-	// OutboundQueue is the number of frames queued per connection before it
-	// is closed as a slow consumer. Default 256 (each slot is 40 bytes of
-	// address space per connection, resident only once used; a join storm
-	// in a large action needs the room).
+	// OutboundQueue is the number of frames handed to a connection's socket
+	// writer at once. Default 64. Frames beyond it wait in a per-connection
+	// backlog that exists only while needed.
 	OutboundQueue int
+	// OutboundBufferBytes is how many bytes may wait in that backlog before
+	// the connection is closed as a slow consumer (1008). Default 1 MiB.
+	OutboundBufferBytes int
 	// WriteWait bounds one socket write. Default 10s.
 	WriteWait time.Duration
 	// PongWait is how long a connection may stay silent (no pong) before it
@@ -109,7 +111,10 @@ func (c *Config) setDefaults() {
 		c.HeartbeatTTL = 15 * time.Second
 	}
 	if c.OutboundQueue <= 0 {
-		c.OutboundQueue = 256
+		c.OutboundQueue = 64
+	}
+	if c.OutboundBufferBytes <= 0 {
+		c.OutboundBufferBytes = 1 << 20
 	}
 	if c.WriteWait <= 0 {
 		c.WriteWait = 10 * time.Second
@@ -137,7 +142,9 @@ type Router struct {
 	m       *melody.Melody
 	metrics *metrics
 	origins map[string]bool
-	anyOrig bool
+	// queueLimit is cfg.OutboundQueue as the type Conn counts in.
+	queueLimit int32
+	anyOrig    bool
 
 	mu      sync.RWMutex
 	conns   map[string]*Conn        // every connection, by id
@@ -182,15 +189,21 @@ func New(cfg Config) (*Router, error) {
 			r.origins[o] = true
 		}
 	}
+	r.queueLimit = int32(cfg.OutboundQueue)
 	r.storeOK.Store(true)
 	r.m = r.newMelody()
 	return r, nil
 }
 
+// queueSlack is melody's queue beyond OutboundQueue (see newMelody).
+const queueSlack = 32
+
 func (r *Router) newMelody() *melody.Melody {
 	m := melody.New()
 	m.Config.MaxMessageSize = r.cfg.MaxMessageBytes
-	m.Config.MessageBufferSize = r.cfg.OutboundQueue
+	// Room for the queue, plus writers racing for its last places and the
+	// close frame: melody itself never has to drop a frame.
+	m.Config.MessageBufferSize = r.cfg.OutboundQueue + queueSlack
 	m.Config.WriteWait = r.cfg.WriteWait
 	m.Config.PongWait = r.cfg.PongWait
 	m.Config.PingPeriod = r.cfg.PongWait * 9 / 10
@@ -211,6 +224,7 @@ func (r *Router) newMelody() *melody.Melody {
 	m.HandleMessage(r.onMessage)
 	m.HandleMessageBinary(r.onBinary)
 	m.HandleError(r.onError)
+	m.HandleSentMessage(func(s *melody.Session, _ []byte) { connOf(s).sent() })
 	return m
 }
 

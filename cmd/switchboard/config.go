@@ -37,7 +37,8 @@ var options = []option{
 	{name: "presence-events-limit", def: "1000", usage: "send join/leave only while an action has at most this many users"},
 	{name: "heartbeat-ttl", def: "15s", usage: "lifetime of a node's heartbeat; other nodes remove a dead node's bindings after it"},
 	{name: "shutdown-timeout", def: "10s", usage: "time allowed for a graceful shutdown"},
-	{name: "outbound-queue", def: "256", usage: "frames queued per connection before it is closed as a slow consumer"},
+	{name: "outbound-queue", def: "64", usage: "frames handed to a connection's socket writer at once; more wait in its backlog"},
+	{name: "outbound-buffer-bytes", def: "1048576", usage: "bytes that may wait in a connection's backlog before it is closed as a slow consumer (1008)"},
 	{name: "jwt-secret", def: "", usage: "HMAC secret for HS256/384/512 tokens; enables auth"},
 	{name: "jwt-public-key", def: "", usage: "path to a PEM public key (RSA, ECDSA, Ed25519); enables auth"},
 	{name: "jwks-url", def: "", usage: "JWKS endpoint; enables auth"},
@@ -76,6 +77,7 @@ type config struct {
 	HeartbeatTTL        time.Duration
 	ShutdownTimeout     time.Duration
 	OutboundQueue       int
+	OutboundBufferBytes int
 	JWTSecret           string
 	JWTPublicKey        string
 	JWKSURL             string
@@ -146,6 +148,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		HeartbeatTTL:        p.duration("heartbeat-ttl"),
 		ShutdownTimeout:     p.duration("shutdown-timeout"),
 		OutboundQueue:       p.int("outbound-queue"),
+		OutboundBufferBytes: p.int("outbound-buffer-bytes"),
 		JWTSecret:           get("jwt-secret"),
 		JWTPublicKey:        get("jwt-public-key"),
 		JWKSURL:             get("jwks-url"),

@@ -883,10 +883,10 @@ func TestStamping(t *testing.T) {
 func TestOrder(t *testing.T) {
 	const count = 500 // of each kind: 1,000 messages in all
 	// alice sends as fast as the socket takes it: the rate limit must not
-	// refuse any, and the queues must hold a burst of that size (the
-	// server's writer goroutines may lag behind the reader; see
-	// docs/protocol.md, "Slow consumers").
-	n := startNode(t, "--rate-limit", "100000", "--rate-burst", "100000", "--outbound-queue", "1100")
+	// refuse any, and the default outbound backlog must absorb the burst
+	// while the writer lags behind the reader (docs/protocol.md, "Slow
+	// consumers").
+	n := startNode(t, "--rate-limit", "100000", "--rate-burst", "100000")
 	a := n.online(t, "chat", "alice")
 	b1 := n.online(t, "chat", "bob")
 	b2 := n.online(t, "chat", "bob")
@@ -944,9 +944,9 @@ func TestOrder(t *testing.T) {
 func TestManyClients(t *testing.T) {
 	const clients = 200
 	// Every client gets a join for each one that comes after it, in a burst
-	// as they all connect at once: the outbound queue must hold them (see
-	// docs/protocol.md, "Slow consumers").
-	n := startNode(t, "--rate-burst", "1000", "--outbound-queue", "256")
+	// as they all connect at once: the default outbound backlog must hold
+	// them (docs/protocol.md, "Slow consumers").
+	n := startNode(t, "--rate-burst", "1000")
 	sender := n.online(t, "chat", "sender")
 
 	online := make(chan struct{}, clients)

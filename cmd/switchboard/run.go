@@ -122,6 +122,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		PresenceEventsLimit: cfg.PresenceEventsLimit,
 		HeartbeatTTL:        cfg.HeartbeatTTL,
 		OutboundQueue:       cfg.OutboundQueue,
+		OutboundBufferBytes: cfg.OutboundBufferBytes,
 		Registerer:          reg,
 		Logger:              log,
 	})
