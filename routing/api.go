@@ -262,19 +262,10 @@ func apiMessage(action, to string, obj []byte, ts int64) ([]byte, error) {
 		out = append(out, `,"to":`...)
 		out = appendJSONString(out, to)
 	}
-	i := skipWS(obj, 0) + 1
-	for {
-		key, val, next, done := scanMember(obj, i)
-		if key != nil && !apiDropped(key) {
-			out = append(out, ',')
-			out = append(out, key...)
-			out = append(out, ':')
-			out = append(out, val...)
+	for key, val := range members(obj) {
+		if !apiDropped(key) {
+			out = appendMember(out, key, val)
 		}
-		if done {
-			break
-		}
-		i = next
 	}
 	if f.typ == nil {
 		out = append(out, typeMember...)
@@ -288,35 +279,19 @@ var nameTo = []byte("to")
 // key: what stamp drops (from, action, ts and case variants of them and of
 // type), and to in any letter case, which the server sets.
 func apiDropped(key []byte) bool {
-	if dropped(key) {
-		return true
-	}
-	name := key[1 : len(key)-1]
-	if bytes.IndexByte(name, '\\') >= 0 {
-		var s string
-		if json.Unmarshal(key, &s) != nil {
-			return false // cannot happen: the object passed parseObject
-		}
-		name = []byte(s)
-	}
-	return bytes.EqualFold(name, nameTo)
+	return dropped(key) || bytes.EqualFold(memberName(key), nameTo)
 }
 
 // member returns the raw value of the last top-level member name of the
 // JSON object b (which passed parseObject), or nil.
 func member(b []byte, name string) []byte {
 	var v []byte
-	i := skipWS(b, 0) + 1
-	for {
-		key, val, next, done := scanMember(b, i)
-		if key != nil && keyIs(key, name) {
+	for key, val := range members(b) {
+		if keyIs(key, name) {
 			v = val
 		}
-		if done {
-			return v
-		}
-		i = next
 	}
+	return v
 }
 
 // fromPrefix starts every message a client sent (see stampPrefix).

@@ -31,7 +31,7 @@ func FuzzParseStamp(f *testing.F) {
 		f.Add([]byte(s), "alice")
 	}
 	f.Fuzz(func(t *testing.T, b []byte, user string) {
-		ms, isObject := members(b)
+		ms, isObject := decodeMembers(b)
 		fl, ok := parseObject(b)
 		if ok != isObject {
 			t.Fatalf("parseObject(%q) ok = %v, but it is a JSON object: %v", b, ok, isObject)
@@ -62,7 +62,7 @@ func FuzzParseStamp(f *testing.F) {
 		}
 		const ts = 1700000000000
 		out := stamp(stampPrefix(user, "chat"), b, fl.typ != nil, ts)
-		got, ok := members(out)
+		got, ok := decodeMembers(out)
 		if !ok {
 			t.Fatalf("stamp(%q) = %q: not a JSON object", b, out)
 		}
@@ -110,10 +110,10 @@ type jsonMember struct {
 	raw string
 }
 
-// members returns the top-level members of b, duplicates included, and
+// decodeMembers returns the top-level members of b, duplicates included, and
 // whether b is exactly one JSON object. It relies on encoding/json only,
 // independently of the scanner under test.
-func members(b []byte) ([]jsonMember, bool) {
+func decodeMembers(b []byte) ([]jsonMember, bool) {
 	if !json.Valid(b) {
 		return nil, false
 	}

@@ -240,11 +240,8 @@ type onlineMsg struct {
 // connection goroutine's stack (and so every idle connection) small.
 func readOnline(b []byte) onlineMsg {
 	var m onlineMsg
-	i := skipWS(b, 0) + 1
-	for {
-		key, val, next, done := scanMember(b, i)
+	for key, val := range members(b) {
 		switch {
-		case key == nil:
 		case keyIs(key, "action"):
 			m.Action = val
 		case keyIs(key, "user_id"):
@@ -254,11 +251,8 @@ func readOnline(b []byte) onlineMsg {
 		case keyIs(key, "token"):
 			m.Token = val
 		}
-		if done {
-			return m
-		}
-		i = next
 	}
+	return m
 }
 
 func absent(raw []byte) bool { return raw == nil || string(raw) == "null" }

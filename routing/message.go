@@ -3,6 +3,7 @@ package routing
 import (
 	"bytes"
 	"encoding/json"
+	"iter"
 	"strconv"
 	"unicode/utf8"
 )
@@ -103,6 +104,24 @@ func scanMember(b []byte, i int) (key, val []byte, next int, done bool) {
 	return key, val, i + 1, b[i] == '}'
 }
 
+// members yields the raw key (with quotes) and raw value of each top-level
+// member of the JSON object b, in order. b must have passed parseObject.
+func members(b []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func(key, val []byte) bool) {
+		i := skipWS(b, 0) + 1
+		for {
+			key, val, next, done := scanMember(b, i)
+			if done && key == nil {
+				return
+			}
+			if !yield(key, val) || done {
+				return
+			}
+			i = next
+		}
+	}
+}
+
 func skipWS(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
@@ -174,23 +193,17 @@ func parseObject(b []byte) (f fields, ok bool) {
 	if i >= len(b) || b[i] != '{' || !json.Valid(b) {
 		return f, false
 	}
-	for i++; ; {
-		key, val, next, done := scanMember(b, i)
-		if key != nil {
-			switch {
-			case keyIs(key, "type"):
-				f.typ = val
-			case keyIs(key, "to"):
-				f.to = val
-			case keyIs(key, "id"):
-				f.id = val
-			}
+	for key, val := range members(b) {
+		switch {
+		case keyIs(key, "type"):
+			f.typ = val
+		case keyIs(key, "to"):
+			f.to = val
+		case keyIs(key, "id"):
+			f.id = val
 		}
-		if done {
-			return f, true
-		}
-		i = next
 	}
+	return f, true
 }
 
 // stringValue decodes a raw JSON value that must be a string. ok is false
@@ -247,19 +260,10 @@ func stamp(prefix, b []byte, hasType bool, ts int64) []byte {
 	out := make([]byte, 0, len(prefix)+20+len(typeMember)+len(b))
 	out = append(out, prefix...)
 	out = strconv.AppendInt(out, ts, 10)
-	i := skipWS(b, 0) + 1
-	for {
-		key, val, next, done := scanMember(b, i)
-		if key != nil && !dropped(key) {
-			out = append(out, ',')
-			out = append(out, key...)
-			out = append(out, ':')
-			out = append(out, val...)
+	for key, val := range members(b) {
+		if !dropped(key) {
+			out = appendMember(out, key, val)
 		}
-		if done {
-			break
-		}
-		i = next
 	}
 	if !hasType {
 		out = append(out, typeMember...)
@@ -280,14 +284,7 @@ var (
 // case-insensitively (Go's encoding/json, for one) would otherwise read a
 // client's "From" or "TYPE" in place of the server's member.
 func dropped(key []byte) bool {
-	name := key[1 : len(key)-1]
-	if bytes.IndexByte(name, '\\') >= 0 {
-		var s string
-		if json.Unmarshal(key, &s) != nil {
-			return false // cannot happen: the object passed parseObject
-		}
-		name = []byte(s)
-	}
+	name := memberName(key)
 	switch {
 	case bytes.EqualFold(name, nameFrom), bytes.EqualFold(name, nameAction), bytes.EqualFold(name, nameTS):
 		return true
@@ -295,6 +292,28 @@ func dropped(key []byte) bool {
 		return string(name) != "type"
 	}
 	return false
+}
+
+// memberName returns the name of a raw member key, unescaped ("fr\u006fm"
+// is "from"). It allocates only for names with escapes.
+func memberName(key []byte) []byte {
+	name := key[1 : len(key)-1]
+	if bytes.IndexByte(name, '\\') < 0 {
+		return name
+	}
+	var s string
+	if json.Unmarshal(key, &s) != nil {
+		return name // cannot happen: the object passed parseObject
+	}
+	return []byte(s)
+}
+
+// appendMember appends `,key:val`.
+func appendMember(out, key, val []byte) []byte {
+	out = append(out, ',')
+	out = append(out, key...)
+	out = append(out, ':')
+	return append(out, val...)
 }
 
 // stampPrefix precomputes the start of every message a connection sends.
