@@ -180,6 +180,17 @@ row() {
 
 fmt() { [ -z "$1" ] && echo "" || awk "BEGIN{printf \"%.${2:-1}f\", $1}"; }
 
+# errs NAME...: " (N server errors)" when the runs got error frames — a
+# closed-loop figure with errors is not an error-free throughput.
+errs() {
+  local n=0 f e
+  for f in "$@"; do
+    e=$(val "$f" '[.server_errors // {} | .[]] | add // 0')
+    n=$((n + ${e:-0}))
+  done
+  [ "$n" -gt 0 ] && echo " ($n server errors)" || true
+}
+
 # ---- build ------------------------------------------------------------------
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -210,6 +221,8 @@ if want direct; then
   R=$(for i in $(seq 1 "$REPS"); do val "direct-relay-$i" .delivered_per_s; done | median)
   S=$(for i in $(seq 1 "$REPS"); do val "direct-mem-$i" .delivered_per_s; done | median)
   row "direct max msgs/s (100 pairs, window 16, median of $REPS)" "$(fmt "$R" 0)" "$(fmt "$S" 0)" "" ">= 0.80"
+  E=$(errs $(for i in $(seq 1 "$REPS"); do echo "direct-mem-$i"; done))
+  [ -n "$E" ] && ROWS+=("  server errors in those runs|-|${E# }|-|none")
   RELAY_DIRECT=$R DIRECT_MEM=$S
   stop "$RELAY_PID"; if [ $HAVE_SERVER = 1 ]; then stop "$SRV_PID"; fi
 fi
@@ -327,7 +340,9 @@ if want redis && [ $HAVE_SERVER = 1 ]; then
     stop "$SRV_PID"
   fi
   row "redis 1 node: direct max msgs/s (vs barerelay)" "$(fmt "${RELAY_DIRECT:-}" 0)" \
-    "$(fmt "$(val direct-redis .delivered_per_s)" 0)" "" ""
+    "$(fmt "$(val direct-redis .delivered_per_s)" 0)" "" "valid only without errors"
+  E=$(errs direct-redis)
+  [ -n "$E" ] && ROWS+=("  server errors in that run|-|${E# }|-|none")
   row "redis 1 node: 10k/s p99 ms (vs barerelay)" "$(fmt "${RELAY_P99:-}" 2)" \
     "$(fmt "$(val open-redis .latency.p99_ms)" 2)" "" ""
   row "redis 1 node: broadcast p99 ms" "$(fmt "$(val broadcast-relay .latency.p99_ms)" 2)" \
@@ -360,6 +375,8 @@ if want twonode && [ $HAVE_SERVER = 1 ]; then
   fi
   S2=$(val direct-2node .delivered_per_s)
   row "2 nodes: direct max msgs/s (vs 1-node memory; target >= 0.5)" "$(fmt "${DIRECT_MEM:-}" 0)" "$(fmt "$S2" 0)" "" ">= 0.50"
+  E=$(errs direct-2node)
+  [ -n "$E" ] && ROWS+=("  server errors in that run|-|${E# }|-|none")
   row "2 nodes: 10k/s p99 ms (vs barerelay)" "$(fmt "${RELAY_P99:-}" 2)" \
     "$(fmt "$(val open-2node .latency.p99_ms)" 2)" "" ""
   row "2 nodes: broadcast p99 ms" "$(fmt "$(val broadcast-relay .latency.p99_ms)" 2)" \
