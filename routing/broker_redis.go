@@ -22,8 +22,9 @@ type RedisBrokerConfig struct {
 	// Prefix of Redis keys and channels. Default "sb:". It must match the
 	// session store's prefix: the broker counts recipients in its hashes.
 	Prefix string
-	// QueueSize is the number of publishes waiting for Redis before new ones
-	// fail with ErrBrokerUnavailable. Default 16384.
+	// QueueSize is the number of publishes waiting for Redis. When it is
+	// full, Publish waits up to Timeout for room (back-pressure on the
+	// sending client), then fails with ErrBrokerUnavailable. Default 16384.
 	QueueSize int
 	// BatchSize is the largest pipeline sent at once. Default 512.
 	BatchSize int
@@ -142,9 +143,20 @@ func (b *RedisBroker) Publish(e *Envelope, local int, done func(int, error)) {
 		done(local, fmt.Errorf("%w: redis unreachable", ErrBrokerUnavailable))
 		return
 	}
+	r := pubReq{e: e, local: local, done: done}
 	select {
-	case b.queue <- pubReq{e: e, local: local, done: done}:
+	case b.queue <- r:
+		return
 	default:
+	}
+	// Redis is up but slower than the clients: hold the sender (its read
+	// goroutine, so TCP pushes back on that client) for at most one
+	// pipeline timeout before giving up.
+	t := time.NewTimer(b.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case b.queue <- r:
+	case <-t.C:
 		done(local, fmt.Errorf("%w: publish queue full", ErrBrokerUnavailable))
 	}
 }

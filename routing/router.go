@@ -152,6 +152,9 @@ type Router struct {
 	users   map[string]int          // online connections by user
 	cmds    map[string]HandlerFunc  // custom message types
 
+	largeMu sync.Mutex
+	large   map[string]time.Time // actions over PresenceEventsLimit users, until when
+
 	pendingMu sync.Mutex
 	pending   []string // connection ids whose Unbind failed; retried on recovery
 
@@ -180,6 +183,7 @@ func New(cfg Config) (*Router, error) {
 		actions: make(map[string]*actionConns),
 		users:   make(map[string]int),
 		cmds:    make(map[string]HandlerFunc),
+		large:   make(map[string]time.Time),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
@@ -380,15 +384,8 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 	if r.cfg.NoPresenceEvents {
 		return
 	}
-	n, err := r.store.CountAction(ctx, action)
-	if err != nil {
+	if !r.presenceEventsAllowed(ctx, action, typ == "join") {
 		return
-	}
-	if n > r.cfg.PresenceEventsLimit {
-		users, err := r.store.ActionUsers(ctx, action)
-		if err != nil || len(users) > r.cfg.PresenceEventsLimit {
-			return
-		}
 	}
 	kind := KindJoin
 	if typ == "leave" {
@@ -396,6 +393,46 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 	}
 	e := &Envelope{Kind: kind, Origin: r.node, Exclude: exclude, Action: action, Payload: eventFrame(typ, user, action)}
 	r.broker.Publish(e, r.deliverLocal(e), nil)
+}
+
+// presenceEventsAllowed reports whether action has at most
+// PresenceEventsLimit users. Counting connections is cheap; counting
+// distinct users is not (it reads them all), so once an action is found too
+// large, joins (cached) trust that answer for a second instead of
+// recounting on every connect: a crowd connecting to a huge action costs
+// one count a second. Leaves always recount, so the one that brings an
+// action back under the limit is sent.
+func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cached bool) bool {
+	n, err := r.store.CountAction(ctx, action)
+	if err != nil {
+		return false
+	}
+	if n <= r.cfg.PresenceEventsLimit {
+		return true
+	}
+	now := time.Now()
+	r.largeMu.Lock()
+	until, known := r.large[action]
+	r.largeMu.Unlock()
+	if cached && known && now.Before(until) {
+		return false
+	}
+	users, err := r.store.ActionUsers(ctx, action)
+	if err != nil {
+		return false
+	}
+	if len(users) <= r.cfg.PresenceEventsLimit {
+		return true
+	}
+	r.largeMu.Lock()
+	for a, u := range r.large { // forget stale entries; the map stays small
+		if now.After(u) {
+			delete(r.large, a)
+		}
+	}
+	r.large[action] = now.Add(time.Second)
+	r.largeMu.Unlock()
+	return false
 }
 
 // deliverRemote handles an envelope from another node.

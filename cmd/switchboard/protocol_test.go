@@ -1332,3 +1332,22 @@ func TestNoCompression(t *testing.T) {
 		t.Fatalf("server negotiated %q", ext)
 	}
 }
+
+// TestPresenceEventsLimit: join/leave go out only while the action has at
+// most PRESENCE_EVENTS_LIMIT users; presence works beyond it.
+func TestPresenceEventsLimit(t *testing.T) {
+	n := startNode(t, "--presence-events-limit", "2")
+	a := n.online(t, "chat", "alice")
+	b := n.online(t, "chat", "bob")
+	a.expectEvent("join", "bob")
+	c := n.online(t, "chat", "carol") // three users now: no join
+	a2 := n.online(t, "chat", "alice") // alice's second device: never a join
+	a.send(map[string]any{"type": "presence"})
+	// The presence reply is the next frame: no join of carol came before it.
+	if m, err := a.read(5 * time.Second); err != nil || m["type"] != "presence" || fmt.Sprint(m["users"]) != "[alice bob carol]" {
+		t.Fatalf("got %v (%v), want presence of three users and no join before it", m, err)
+	}
+	c.ws.Close()
+	b.expectEventWithin("leave", "carol", 5*time.Second) // two users again: events resume
+	a2.expectEventWithin("leave", "carol", 5*time.Second)
+}
