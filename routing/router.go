@@ -397,11 +397,11 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 
 // presenceEventsAllowed reports whether action has at most
 // PresenceEventsLimit users. Counting connections is cheap; counting
-// distinct users is not (it reads them all), so once an action is found too
-// large, joins (cached) trust that answer for a second instead of
-// recounting on every connect: a crowd connecting to a huge action costs
-// one count a second. Leaves always recount, so the one that brings an
-// action back under the limit is sent.
+// distinct users may not be (Redis: it reads the whole action), so once an
+// action is found too large, joins (cached) trust that answer for a second
+// instead of recounting on every connect: a crowd connecting to a huge
+// action costs one count a second. Leaves always recount, so the one that
+// brings an action back under the limit is sent.
 func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cached bool) bool {
 	n, err := r.store.CountAction(ctx, action)
 	if err != nil {
@@ -417,11 +417,11 @@ func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cache
 	if cached && known && now.Before(until) {
 		return false
 	}
-	users, err := r.store.ActionUsers(ctx, action)
+	users, err := r.store.CountUsers(ctx, action)
 	if err != nil {
 		return false
 	}
-	if len(users) <= r.cfg.PresenceEventsLimit {
+	if users <= r.cfg.PresenceEventsLimit {
 		return true
 	}
 	r.largeMu.Lock()

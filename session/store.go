@@ -52,6 +52,8 @@ type Store interface {
 	ActionConns(ctx context.Context, action string) (map[string]string, error)
 	// ActionUsers returns the distinct user ids in action, sorted.
 	ActionUsers(ctx context.Context, action string) ([]string, error)
+	// CountUsers counts the distinct users in action.
+	CountUsers(ctx context.Context, action string) (int, error)
 	// CountUser counts the connections of userID in action.
 	CountUser(ctx context.Context, action, userID string) (int, error)
 	// CountAction counts the connections in action.

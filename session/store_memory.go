@@ -18,6 +18,7 @@ type MemoryStore struct {
 	conns   map[string]Binding           // conn id → binding
 	actions map[string]map[string]string // action → conn id → user id
 	users   map[string]map[string]string // user id → conn id → action
+	members map[string]map[string]int    // action → user id → connections
 	nodes   map[string]time.Time         // node → heartbeat expiry
 	now     func() time.Time
 }
@@ -28,6 +29,7 @@ func NewMemoryStore() *MemoryStore {
 		conns:   make(map[string]Binding),
 		actions: make(map[string]map[string]string),
 		users:   make(map[string]map[string]string),
+		members: make(map[string]map[string]int),
 		nodes:   make(map[string]time.Time),
 		now:     time.Now,
 	}
@@ -60,6 +62,12 @@ func (m *MemoryStore) bindLocked(b Binding) {
 		m.users[b.UserID] = u
 	}
 	u[b.ConnID] = b.Action
+	mem := m.members[b.Action]
+	if mem == nil {
+		mem = make(map[string]int)
+		m.members[b.Action] = mem
+	}
+	mem[b.UserID]++
 }
 
 func (m *MemoryStore) unbindLocked(b Binding) Removed {
@@ -74,6 +82,14 @@ func (m *MemoryStore) unbindLocked(b Binding) Removed {
 		delete(u, b.ConnID)
 		if len(u) == 0 {
 			delete(m.users, b.UserID)
+		}
+	}
+	if mem := m.members[b.Action]; mem != nil {
+		if mem[b.UserID]--; mem[b.UserID] <= 0 {
+			delete(mem, b.UserID)
+		}
+		if len(mem) == 0 {
+			delete(m.members, b.Action)
 		}
 	}
 	return Removed{Binding: b, Last: m.countUserLocked(b.Action, b.UserID) == 0}
@@ -139,6 +155,13 @@ func (m *MemoryStore) ActionUsers(_ context.Context, action string) ([]string, e
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return DistinctUsers(m.actions[action]), nil
+}
+
+// CountUsers implements Store, in constant time.
+func (m *MemoryStore) CountUsers(_ context.Context, action string) (int, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.members[action]), nil
 }
 
 // CountUser implements Store.

@@ -644,6 +644,20 @@ func (s *RedisStore) ActionUsers(ctx context.Context, action string) ([]string, 
 	return DistinctUsers(m), nil
 }
 
+// CountUsers implements Store. It reads the action's hash (one round trip)
+// and counts distinct values without sorting them.
+func (s *RedisStore) CountUsers(ctx context.Context, action string) (int, error) {
+	m, err := s.ActionConns(ctx, action)
+	if err != nil {
+		return 0, err
+	}
+	seen := make(map[string]struct{}, len(m))
+	for _, u := range m {
+		seen[u] = struct{}{}
+	}
+	return len(seen), nil
+}
+
 // CountUser implements Store.
 func (s *RedisStore) CountUser(ctx context.Context, action, userID string) (int, error) {
 	var actions []string

@@ -151,6 +151,12 @@ func testStore(t *testing.T, newStore func(t *testing.T) Store) {
 		if users, err := s.ActionUsers(ctx, "empty"); err != nil || len(users) != 0 {
 			t.Errorf("ActionUsers(empty) = %v, %v; want none", users, err)
 		}
+		if n, err := s.CountUsers(ctx, "chat"); err != nil || n != 3 {
+			t.Errorf("CountUsers(chat) = %d, %v; want 3", n, err)
+		}
+		if n, err := s.CountUsers(ctx, "empty"); err != nil || n != 0 {
+			t.Errorf("CountUsers(empty) = %d, %v; want 0", n, err)
+		}
 
 		counts := []struct {
 			action, user string
