@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,7 +45,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case err != nil:
 		return err
 	}
-	s, err := newServer(cfg, newLogger(cfg, stderr))
+	log := newLogger(cfg, stderr)
+	slog.SetDefault(log) // the process's logger, also for go-redis's messages
+	s, err := newServer(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -159,7 +162,7 @@ func (s *server) openStore() error {
 		s.broker = routing.NewMemoryHub().Broker(s.cfg.NodeID)
 		return nil
 	}
-	redis.SetLogger(redisLogger{s.log})
+	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	client, err := session.NewRedisClient(s.cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -261,10 +264,13 @@ func (s *server) storeName() string {
 }
 
 // redisLogger sends go-redis's own messages (dial retries during an outage,
-// many per second) to debug level: state changes are logged once by the
-// store and the broker.
-type redisLogger struct{ log *slog.Logger }
+// many per second) to the default logger at debug level: state changes are
+// logged once by the store and the broker. go-redis's logger is global, so
+// it is set once per process.
+type redisLogger struct{}
 
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+var redisLoggerOnce sync.Once
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
