@@ -1340,7 +1340,7 @@ func TestPresenceEventsLimit(t *testing.T) {
 	a := n.online(t, "chat", "alice")
 	b := n.online(t, "chat", "bob")
 	a.expectEvent("join", "bob")
-	c := n.online(t, "chat", "carol") // three users now: no join
+	c := n.online(t, "chat", "carol")  // three users now: no join
 	a2 := n.online(t, "chat", "alice") // alice's second device: never a join
 	a.send(map[string]any{"type": "presence"})
 	// The presence reply is the next frame: no join of carol came before it.
