@@ -65,7 +65,7 @@ type Config struct {
 	// it is refreshed every third of it. Default 15s.
 	HeartbeatTTL time.Duration
 	// OutboundQueue is the number of frames handed to a connection's socket
-	// writer at once. Default 64. Frames beyond it wait in a per-connection
+	// writer at once. Default 16. Frames beyond it wait in a per-connection
 	// backlog that exists only while needed.
 	OutboundQueue int
 	// OutboundBufferBytes is how many bytes may wait in that backlog before
@@ -111,7 +111,7 @@ func (c *Config) setDefaults() {
 		c.HeartbeatTTL = 15 * time.Second
 	}
 	if c.OutboundQueue <= 0 {
-		c.OutboundQueue = 64
+		c.OutboundQueue = 16
 	}
 	if c.OutboundBufferBytes <= 0 {
 		c.OutboundBufferBytes = 1 << 20
@@ -200,7 +200,7 @@ func New(cfg Config) (*Router, error) {
 }
 
 // queueSlack is melody's queue beyond OutboundQueue (see newMelody).
-const queueSlack = 32
+const queueSlack = 4
 
 func (r *Router) newMelody() *melody.Melody {
 	m := melody.New()
