@@ -224,26 +224,44 @@ func (b *RedisBroker) publishLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			b.failQueued()
+			// What the node queued while shutting down (the leave events of
+			// its last connections) still goes out, within one timeout.
+			b.drain(context.WithoutCancel(ctx), batch)
 			return
 		case r := <-b.queue:
-			batch = append(batch[:0], r)
-		fill:
-			for len(batch) < b.cfg.BatchSize {
-				select {
-				case r := <-b.queue:
-					batch = append(batch, r)
-				default:
-					break fill
-				}
-			}
+			batch = b.fill(append(batch[:0], r))
 			b.flush(ctx, batch)
 			clear(batch)
 		}
 	}
 }
 
-func (b *RedisBroker) failQueued() {
+// fill adds queued publishes to batch, up to BatchSize, without waiting.
+func (b *RedisBroker) fill(batch []pubReq) []pubReq {
+	for len(batch) < b.cfg.BatchSize {
+		select {
+		case r := <-b.queue:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain flushes whatever is queued, until the queue is empty or Timeout
+// has passed; what is left then fails.
+func (b *RedisBroker) drain(ctx context.Context, batch []pubReq) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		batch = b.fill(batch[:0])
+		if len(batch) == 0 {
+			return
+		}
+		b.flush(ctx, batch)
+		clear(batch)
+	}
 	for {
 		select {
 		case r := <-b.queue:
