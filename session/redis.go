@@ -79,14 +79,8 @@ func NewRedisClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("session: REDIS_URL: %w", err)
 		}
-		opt.ContextTimeoutEnabled = true
-		opt.DialTimeout = orDefault(opt.DialTimeout, redisDialTimeout)
-		opt.ReadTimeout = orDefault(opt.ReadTimeout, redisReadTimeout)
-		opt.WriteTimeout = orDefault(opt.WriteTimeout, opt.ReadTimeout)
-		opt.PoolTimeout = orDefault(opt.PoolTimeout, redisPoolTimeout)
-		if opt.DialerRetries == 0 {
-			opt.DialerRetries = redisDialAttempts
-		}
+		limits{&opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout,
+			&opt.PoolTimeout, &opt.DialerRetries}.apply()
 		return redis.NewClient(opt), nil
 	}
 
@@ -105,15 +99,29 @@ func NewRedisClient(rawURL string) (redis.UniversalClient, error) {
 		}
 		opt.Addrs = append(opt.Addrs, addr)
 	}
-	opt.ContextTimeoutEnabled = true
-	opt.DialTimeout = orDefault(opt.DialTimeout, redisDialTimeout)
-	opt.ReadTimeout = orDefault(opt.ReadTimeout, redisReadTimeout)
-	opt.WriteTimeout = orDefault(opt.WriteTimeout, opt.ReadTimeout)
-	opt.PoolTimeout = orDefault(opt.PoolTimeout, redisPoolTimeout)
-	if opt.DialerRetries == 0 {
-		opt.DialerRetries = redisDialAttempts
-	}
+	limits{&opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout,
+		&opt.PoolTimeout, &opt.DialerRetries}.apply()
 	return redis.NewClusterClient(opt), nil
+}
+
+// limits points at the timeout fields that redis.Options and
+// redis.ClusterOptions share.
+type limits struct {
+	ctxTimeout                *bool
+	dial, read, write, poolTO *time.Duration
+	dialAttempts              *int
+}
+
+// apply honours context deadlines and fills the timeouts the URL left unset.
+func (l limits) apply() {
+	*l.ctxTimeout = true
+	*l.dial = orDefault(*l.dial, redisDialTimeout)
+	*l.read = orDefault(*l.read, redisReadTimeout)
+	*l.write = orDefault(*l.write, *l.read)
+	*l.poolTO = orDefault(*l.poolTO, redisPoolTimeout)
+	if *l.dialAttempts == 0 {
+		*l.dialAttempts = redisDialAttempts
+	}
 }
 
 // seedAddr returns the host:port of one further cluster seed: a URL with
