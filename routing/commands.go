@@ -207,18 +207,17 @@ func (r *Router) route(c *Conn, to string, out []byte, done func(int, error)) {
 	}
 	r.metrics.delivered[kind].Add(float64(local))
 	if done == nil {
-		done = r.publishFailed(c)
+		done = c.publishFailed // made once per connection: no allocation per message
 	}
 	r.broker.Publish(e, local, done)
 }
 
-// publishFailed returns a done func that only reports a routing failure.
-func (r *Router) publishFailed(c *Conn) func(int, error) {
-	return func(_ int, err error) {
-		if err != nil {
-			r.metrics.publishFailed.Inc()
-			r.sendError(c, CodeUnavailable, nil, nil)
-		}
+// reportPublishFailure is the done func of messages that want neither an ack nor
+// user_offline: it only reports a routing failure.
+func (c *Conn) reportPublishFailure(_ int, err error) {
+	if err != nil {
+		c.r.metrics.publishFailed.Inc()
+		c.r.sendError(c, CodeUnavailable, nil, nil)
 	}
 }
 

@@ -14,9 +14,10 @@ import (
 
 // Connection states.
 const (
-	stateNew    int32 = iota // upgraded, waiting for online
-	stateOnline              // bound and ready
-	stateClosed              // closing or closed
+	stateNew     int32 = iota // upgraded, waiting for online
+	stateOnline               // bound and ready
+	stateClosed               // closing or closed
+	stateBinding              // online in progress
 )
 
 // Conn is one WebSocket connection. Its identity (ID, user, action) is fixed
@@ -37,14 +38,15 @@ type Conn struct {
 	// melody's writer at once; more wait in backlog (allocated only while
 	// needed) until the writer reports them sent. A backlog over
 	// Config.OutboundBufferBytes makes the connection a slow consumer.
-	inflight     atomic.Int32 // frames handed to melody, not yet written
-	backlogN     atomic.Int32 // len(backlog), for the lock-free fast path
-	outMu        sync.Mutex   // guards backlog, backlogBytes, closeMsg
-	backlog      [][]byte     // nil entry: the close frame closeMsg
-	backlogBytes int
-	closeMsg     []byte
-	evicted      atomic.Bool // evict has begun
-	limiter      *rate.Limiter
+	inflight      atomic.Int32 // frames handed to melody, not yet written
+	backlogN      atomic.Int32 // len(backlog), for the lock-free fast path
+	outMu         sync.Mutex   // guards backlog, backlogBytes, closeMsg
+	backlog       [][]byte     // nil entry: the close frame closeMsg
+	backlogBytes  int
+	closeMsg      []byte
+	evicted       atomic.Bool // evict has begun
+	limiter       *rate.Limiter
+	publishFailed func(int, error) // c.reportPublishFailure, bound once
 
 	// Set before the state becomes stateOnline.
 	user, action string

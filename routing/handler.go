@@ -19,10 +19,7 @@ import (
 	"github.com/switchboard/switchboard/session"
 )
 
-const (
-	connKey      = "sb.conn"
-	stateBinding = stateClosed + 1 // online in progress
-)
+const connKey = "sb.conn"
 
 // ServeHTTP upgrades `GET /ws` and `GET /ws/{action}` to WebSocket.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -40,6 +37,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	c := &Conn{r: r, id: newConnID(), presetAction: preset}
+	c.publishFailed = c.reportPublishFailure
 	if tok := auth.TokenFromRequest(req); tok != "" && r.verify.Enabled() {
 		claims, err := r.verify.Verify(req.Context(), tok)
 		if err != nil {

@@ -20,7 +20,6 @@ type metrics struct {
 	storeUp       prometheus.Gauge
 	brokerUp      prometheus.Gauge
 	routeLatency  prometheus.Histogram
-	deliveredAny  prometheus.Counter
 	publishFailed prometheus.Counter
 	apiRequests   *prometheus.CounterVec // by call and HTTP status
 }
