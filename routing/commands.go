@@ -98,7 +98,7 @@ func (r *Router) Handle(typ string, h HandlerFunc) error {
 // handle processes a message from an online connection.
 func (r *Router) handle(c *Conn, b []byte) {
 	r.metrics.received.Inc()
-	allowed := c.limiter.Allow() // every client message counts, valid or not
+	allowed := c.allow() // every client message counts, valid or not
 	f, ok := parseObject(b)
 	id := f.id
 	if ok && id != nil && !validID(id) {

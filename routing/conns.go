@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,8 +45,8 @@ type Conn struct {
 	backlog       [][]byte     // nil entry: the close frame closeMsg
 	backlogBytes  int
 	closeMsg      []byte
-	evicted       atomic.Bool // evict has begun
-	limiter       *rate.Limiter
+	evicted       atomic.Bool      // evict has begun
+	limiter       *rate.Limiter    // created by the first message after online
 	publishFailed func(int, error) // c.reportPublishFailure, bound once
 
 	// Set before the state becomes stateOnline.
@@ -53,7 +54,7 @@ type Conn struct {
 	prefix       []byte // `{"from":…,"action":…,"ts":`
 	connectedAt  time.Time
 	authed       bool // the user id comes from a token
-	pos          int  // index in the action's slice, guarded by Router.mu
+	pos, upos    int  // index in the action's and the user's slice, guarded by Router.mu
 
 	mu          sync.Mutex // guards the timers and reason
 	onlineTimer *time.Timer
@@ -79,6 +80,16 @@ func (c *Conn) Action() string {
 		return ""
 	}
 	return c.action
+}
+
+// allow reports whether the rate limit lets one more message of c through.
+// It runs only on c's reader goroutine; an idle connection never pays for
+// its limiter.
+func (c *Conn) allow() bool {
+	if c.limiter == nil {
+		c.limiter = rate.NewLimiter(rate.Limit(c.r.cfg.RateLimit), c.r.cfg.RateBurst)
+	}
+	return c.limiter.Allow()
 }
 
 // write queues a frame without blocking. Frames keep their order; a
@@ -210,6 +221,7 @@ func (c *Conn) stopTimers() {
 	c.mu.Lock()
 	if c.onlineTimer != nil {
 		c.onlineTimer.Stop()
+		c.onlineTimer = nil // an idle connection need not keep it
 	}
 	if c.expiryTimer != nil {
 		c.expiryTimer.Stop()
@@ -217,29 +229,25 @@ func (c *Conn) stopTimers() {
 	c.mu.Unlock()
 }
 
-// actionConns are the local connections of one action.
-type actionConns struct {
-	all   []*Conn
-	users map[string][]*Conn
-}
-
 // index adds an online connection to the local indexes and queues ready,
 // its first frame, under the same lock: a delivery either misses c or is
 // queued after ready, and whatever is routed once the client has seen
 // ready reaches it. (Writes only queue, so holding the lock is cheap.)
+//
+// The indexes are two maps of slices (by action and by user) rather than a
+// map of users per action: a one-entry Go map costs ~300 bytes, which every
+// idle connection in an action of its own would pay. A direct message scans
+// the user's connections, of which there are few.
 func (r *Router) index(c *Conn, ready []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.write(ready)
-	g := r.actions[c.action]
-	if g == nil {
-		g = &actionConns{users: make(map[string][]*Conn)}
-		r.actions[c.action] = g
-	}
-	c.pos = len(g.all)
-	g.all = append(g.all, c)
-	g.users[c.user] = append(g.users[c.user], c)
-	r.users[c.user]++
+	all := r.actions[c.action]
+	c.pos = len(all)
+	r.actions[c.action] = append(all, c)
+	us := r.users[c.user]
+	c.upos = len(us)
+	r.users[c.user] = append(us, c)
 	r.metrics.users.Set(float64(len(r.users)))
 }
 
@@ -247,36 +255,35 @@ func (r *Router) index(c *Conn, ready []byte) {
 func (r *Router) unindex(c *Conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	g := r.actions[c.action]
-	if g == nil {
-		return
-	}
-	last := len(g.all) - 1
-	g.all[c.pos] = g.all[last]
-	g.all[c.pos].pos = c.pos
-	g.all[last] = nil
-	g.all = g.all[:last]
-	us := g.users[c.user]
-	for i, o := range us {
-		if o == c {
-			us[i] = us[len(us)-1]
-			us[len(us)-1] = nil
-			us = us[:len(us)-1]
-			break
+	if all, ok := r.actions[c.action]; ok {
+		if all = removeConn(all, c.pos, func(o *Conn, i int) { o.pos = i }); len(all) == 0 {
+			delete(r.actions, c.action)
+		} else {
+			r.actions[c.action] = all
 		}
 	}
-	if len(us) == 0 {
-		delete(g.users, c.user)
-	} else {
-		g.users[c.user] = us
-	}
-	if len(g.all) == 0 {
-		delete(r.actions, c.action)
-	}
-	if r.users[c.user]--; r.users[c.user] <= 0 {
-		delete(r.users, c.user)
+	if us, ok := r.users[c.user]; ok {
+		if us = removeConn(us, c.upos, func(o *Conn, i int) { o.upos = i }); len(us) == 0 {
+			delete(r.users, c.user)
+		} else {
+			r.users[c.user] = us
+		}
 	}
 	r.metrics.users.Set(float64(len(r.users)))
+}
+
+// removeConn removes s[i] by moving the last element into its place, and
+// tells the moved connection its new position.
+func removeConn(s []*Conn, i int, moved func(*Conn, int)) []*Conn {
+	last := len(s) - 1
+	s[i] = s[last]
+	moved(s[i], i)
+	s[last] = nil
+	s = s[:last]
+	if cap(s) > 64 && len(s) < cap(s)/4 {
+		s = slices.Clip(append([]*Conn(nil), s...)) // give a drained action's memory back
+	}
+	return s
 }
 
 // deliverLocal writes e's payload to the local connections it targets and
@@ -285,16 +292,17 @@ func (r *Router) unindex(c *Conn) {
 func (r *Router) deliverLocal(e *Envelope) int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	g := r.actions[e.Action]
-	if g == nil {
-		return 0
-	}
-	conns := g.all
-	if e.User != "" {
-		conns = g.users[e.User]
-	}
 	n := 0
-	for _, c := range conns {
+	if e.User != "" {
+		for _, c := range r.users[e.User] {
+			if c.action == e.Action && c.id != e.Exclude {
+				c.write(e.Payload)
+				n++
+			}
+		}
+		return n
+	}
+	for _, c := range r.actions[e.Action] {
 		if c.id != e.Exclude {
 			c.write(e.Payload)
 			n++
@@ -308,25 +316,20 @@ func (r *Router) deliverLocal(e *Envelope) int {
 func (r *Router) localConns(e *Envelope) []*Conn {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if e.Conn != "" {
+	var out []*Conn
+	switch {
+	case e.Conn != "":
 		if c := r.conns[e.Conn]; c != nil {
-			return []*Conn{c}
+			out = append(out, c)
 		}
-		return nil
-	}
-	if e.User != "" && e.Action == "" {
-		var out []*Conn
-		for _, g := range r.actions {
-			out = append(out, g.users[e.User]...)
+	case e.User != "":
+		for _, c := range r.users[e.User] {
+			if e.Action == "" || c.action == e.Action {
+				out = append(out, c)
+			}
 		}
-		return out
+	default:
+		out = append(out, r.actions[e.Action]...)
 	}
-	g := r.actions[e.Action]
-	if g == nil {
-		return nil
-	}
-	if e.User != "" {
-		return append([]*Conn(nil), g.users[e.User]...)
-	}
-	return append([]*Conn(nil), g.all...)
+	return out
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
-	"golang.org/x/time/rate"
 
 	"github.com/switchboard/switchboard/auth"
 	"github.com/switchboard/switchboard/session"
@@ -47,7 +46,6 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		c.upgradeToken = &claims
 	}
-	c.limiter = rate.NewLimiter(rate.Limit(r.cfg.RateLimit), r.cfg.RateBurst)
 
 	r.mu.Lock()
 	if r.closing.Load() {
@@ -61,18 +59,19 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// returns as soon as the upgrade has hijacked it: net/http's connection
 	// goroutine then ends and frees its 4 KiB read and write buffers and
 	// its grown stack, about half of an idle connection's memory.
-	c.upgraded = make(chan struct{})
-	served := make(chan struct{})
+	upgraded := make(chan struct{})
+	c.upgraded = upgraded
 	go func() {
 		defer r.wg.Done()
-		defer close(served)
-		// On failure the upgrader has already answered with an HTTP error.
-		_ = r.m.HandleRequestWithKeys(w, req, map[string]any{connKey: c})
+		// melody returns an error only before the session exists, when
+		// onConnect has not run (onConnect drops c.upgraded, so that an
+		// idle connection does not keep it); the upgrader has answered
+		// with an HTTP error.
+		if err := r.m.HandleRequestWithKeys(w, req, map[string]any{connKey: c}); err != nil {
+			close(c.upgraded)
+		}
 	}()
-	select {
-	case <-c.upgraded:
-	case <-served:
-	}
+	<-upgraded
 }
 
 // newConnID returns a random, URL-safe connection id.
@@ -99,18 +98,25 @@ func (r *Router) checkOrigin(req *http.Request) bool {
 	return r.origins[strings.ToLower(u.Scheme+"://"+u.Host)]
 }
 
-func connOf(s *melody.Session) *Conn {
-	return s.Keys[connKey].(*Conn) // set before the session exists, never changed
+// connOf returns the connection of s, or nil once it has disconnected
+// (melody's writer may still report a frame sent or an error after that).
+func (r *Router) connOf(s *melody.Session) *Conn {
+	c, _ := r.sessions.Load(s)
+	conn, _ := c.(*Conn)
+	return conn
 }
 
 func (r *Router) onConnect(s *melody.Session) {
-	c := connOf(s)
+	c := s.Keys[connKey].(*Conn) //nolint:forcetypeassert // set by ServeHTTP
 	c.s = s
-	// melody keeps the upgrade request for the session's life; nothing
-	// reads it after the handshake, and its headers cost ~2 KiB per idle
-	// connection.
-	s.Request = nil
+	// melody keeps the upgrade request and the keys for the session's life.
+	// Nothing reads the request after the handshake (its headers cost
+	// ~2 KiB per idle connection), and a one-entry map costs ~300 bytes
+	// where an entry in the router's session map costs a tenth of that.
+	r.sessions.Store(s, c)
+	s.Request, s.Keys = nil, nil
 	close(c.upgraded) // ServeHTTP may return: the connection is hijacked
+	c.upgraded = nil
 	r.mu.Lock()
 	r.conns[c.id] = c
 	closing := r.closing.Load()
@@ -131,7 +137,8 @@ func (r *Router) onConnect(s *melody.Session) {
 }
 
 func (r *Router) onDisconnect(s *melody.Session) {
-	c := connOf(s)
+	c := r.connOf(s)
+	r.sessions.Delete(s)
 	c.stopTimers()
 	prev := c.state.Swap(stateClosed)
 	r.mu.Lock()
@@ -181,7 +188,10 @@ func reasonLabel(reason string) string {
 }
 
 func (r *Router) onError(s *melody.Session, err error) {
-	c := connOf(s)
+	c := r.connOf(s)
+	if c == nil {
+		return // already disconnected
+	}
 	switch {
 	case errors.Is(err, melody.ErrMessageBufferFull):
 		// Runs on the writer's goroutine, possibly under melody's hub lock:
@@ -193,13 +203,13 @@ func (r *Router) onError(s *melody.Session, err error) {
 }
 
 func (r *Router) onBinary(s *melody.Session, _ []byte) {
-	c := connOf(s)
+	c := r.connOf(s)
 	switch c.state.Load() {
 	case stateNew:
 		c.closeWithError(CodeBinaryUnsupported, websocket.ClosePolicyViolation)
 	case stateOnline:
 		r.metrics.received.Inc()
-		if !c.limiter.Allow() {
+		if !c.allow() {
 			r.sendError(c, CodeRateLimited, nil, nil)
 			return
 		}
@@ -208,7 +218,7 @@ func (r *Router) onBinary(s *melody.Session, _ []byte) {
 }
 
 func (r *Router) onMessage(s *melody.Session, b []byte) {
-	c := connOf(s)
+	c := r.connOf(s)
 	if !utf8.Valid(b) {
 		c.setReason("invalid_utf8")
 		c.close(websocket.CloseInvalidFramePayloadData, "invalid UTF-8", nil)

@@ -65,7 +65,7 @@ type Config struct {
 	// it is refreshed every third of it. Default 15s.
 	HeartbeatTTL time.Duration
 	// OutboundQueue is the number of frames handed to a connection's socket
-	// writer at once. Default 16. Frames beyond it wait in a per-connection
+	// writer at once. Default 4. Frames beyond it wait in a per-connection
 	// backlog that exists only while needed.
 	OutboundQueue int
 	// OutboundBufferBytes is how many bytes may wait in that backlog before
@@ -111,7 +111,7 @@ func (c *Config) setDefaults() {
 		c.HeartbeatTTL = 15 * time.Second
 	}
 	if c.OutboundQueue <= 0 {
-		c.OutboundQueue = 16
+		c.OutboundQueue = 4
 	}
 	if c.OutboundBufferBytes <= 0 {
 		c.OutboundBufferBytes = 1 << 20
@@ -146,11 +146,13 @@ type Router struct {
 	queueLimit int32
 	anyOrig    bool
 
+	sessions sync.Map // *melody.Session → *Conn
+
 	mu      sync.RWMutex
-	conns   map[string]*Conn        // every connection, by id
-	actions map[string]*actionConns // online connections by action
-	users   map[string]int          // online connections by user
-	cmds    map[string]HandlerFunc  // custom message types
+	conns   map[string]*Conn       // every connection, by id
+	actions map[string][]*Conn     // online connections by action
+	users   map[string][]*Conn     // online connections by user
+	cmds    map[string]HandlerFunc // custom message types
 
 	largeMu sync.Mutex
 	large   map[string]time.Time // actions over PresenceEventsLimit users, until when
@@ -180,8 +182,8 @@ func New(cfg Config) (*Router, error) {
 		metrics: newMetrics(cfg.Registerer),
 		origins: make(map[string]bool),
 		conns:   make(map[string]*Conn),
-		actions: make(map[string]*actionConns),
-		users:   make(map[string]int),
+		actions: make(map[string][]*Conn),
+		users:   make(map[string][]*Conn),
 		cmds:    make(map[string]HandlerFunc),
 		large:   make(map[string]time.Time),
 	}
@@ -200,13 +202,13 @@ func New(cfg Config) (*Router, error) {
 }
 
 // queueSlack is melody's queue beyond OutboundQueue (see newMelody).
-const queueSlack = 4
+const queueSlack = 1
 
 func (r *Router) newMelody() *melody.Melody {
 	m := melody.New()
 	m.Config.MaxMessageSize = r.cfg.MaxMessageBytes
-	// Room for the queue, plus writers racing for its last places and the
-	// close frame: melody itself never has to drop a frame.
+	// Room for the queue (Conn.write reserves a place before handing a
+	// frame over) plus the close frame: melody itself never drops a frame.
 	m.Config.MessageBufferSize = r.cfg.OutboundQueue + queueSlack
 	m.Config.WriteWait = r.cfg.WriteWait
 	m.Config.PongWait = r.cfg.PongWait
@@ -228,7 +230,11 @@ func (r *Router) newMelody() *melody.Melody {
 	m.HandleMessage(r.onMessage)
 	m.HandleMessageBinary(r.onBinary)
 	m.HandleError(r.onError)
-	m.HandleSentMessage(func(s *melody.Session, _ []byte) { connOf(s).sent() })
+	m.HandleSentMessage(func(s *melody.Session, _ []byte) {
+		if c := r.connOf(s); c != nil {
+			c.sent()
+		}
+	})
 	return m
 }
 

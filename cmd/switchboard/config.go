@@ -37,7 +37,7 @@ var options = []option{
 	{name: "presence-events-limit", def: "1000", usage: "send join/leave only while an action has at most this many users"},
 	{name: "heartbeat-ttl", def: "15s", usage: "lifetime of a node's heartbeat; other nodes remove a dead node's bindings after it"},
 	{name: "shutdown-timeout", def: "10s", usage: "time allowed for a graceful shutdown"},
-	{name: "outbound-queue", def: "16", usage: "frames handed to a connection's socket writer at once; more wait in its backlog"},
+	{name: "outbound-queue", def: "4", usage: "frames handed to a connection's socket writer at once; more wait in its backlog"},
 	{name: "outbound-buffer-bytes", def: "1048576", usage: "bytes that may wait in a connection's backlog before it is closed as a slow consumer (1008)"},
 	{name: "jwt-secret", def: "", usage: "HMAC secret for HS256/384/512 tokens; enables auth"},
 	{name: "jwt-public-key", def: "", usage: "path to a PEM public key (RSA, ECDSA, Ed25519); enables auth"},
