@@ -26,5 +26,6 @@ echo "==> fuzz (short runs; seed corpora run above)"
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-15s}" "$1"; }
 fuzz ./routing FuzzParseStamp
 fuzz ./routing FuzzAPIMessage
+fuzz ./routing FuzzHandshake
 fuzz ./auth FuzzVerify
 echo "==> all tests passed"

@@ -124,8 +124,12 @@ func (n *testNode) dial(t testing.TB, path string, hdr http.Header) *client {
 }
 
 func (n *testNode) tryDial(path string, hdr http.Header) (*client, error) {
+	return n.tryDialWith(websocket.DefaultDialer, path, hdr)
+}
+
+func (n *testNode) tryDialWith(d *websocket.Dialer, path string, hdr http.Header) (*client, error) {
 	u := "ws" + strings.TrimPrefix(n.url, "http") + path
-	ws, resp, err := websocket.DefaultDialer.Dial(u, hdr)
+	ws, resp, err := d.Dial(u, hdr)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)

@@ -219,7 +219,8 @@ func (s *server) Run(ctx context.Context) error {
 		done <- struct{}{}
 	}()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.http.Serve(s.ln) }()
+	// WebSocket handshakes skip net/http's per-connection buffers.
+	go func() { serveErr <- s.http.Serve(s.router.Listener(s.ln)) }()
 	s.log.Info("switchboard listening", "addr", s.Addr(), "node", s.cfg.NodeID, "store", s.storeName(),
 		"auth", s.verifier.Enabled(), "version", version)
 
