@@ -111,6 +111,10 @@ func (c *Conn) write(b []byte) {
 	c.backlog = append(c.backlog, b)
 	c.backlogBytes += len(b)
 	c.backlogN.Store(int32(len(c.backlog)))
+	// The frames in flight may all have been sent between the failed take
+	// and the store above, their sent() seeing no backlog: flush now, or b
+	// would wait for a sent() that never comes.
+	c.flushLocked()
 	if c.backlogBytes > c.r.cfg.OutboundBufferBytes {
 		c.evict()
 	}
@@ -134,6 +138,12 @@ func (c *Conn) sent() {
 	}
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
+	c.flushLocked()
+}
+
+// flushLocked moves waiting frames into melody's queue while it has room.
+// The caller holds outMu.
+func (c *Conn) flushLocked() {
 	for len(c.backlog) > 0 {
 		b := c.backlog[0]
 		if b == nil { // the close frame: nothing follows it
@@ -176,6 +186,7 @@ func (c *Conn) close(code int, reason string, frame []byte) {
 	c.closeMsg = msg
 	c.backlog = append(c.backlog, nil)
 	c.backlogN.Store(int32(len(c.backlog)))
+	c.flushLocked()
 }
 
 // closeWithError sends an error frame with code and closes the connection.

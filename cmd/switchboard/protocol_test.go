@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1350,4 +1351,55 @@ func TestPresenceEventsLimit(t *testing.T) {
 	c.ws.Close()
 	b.expectEventWithin("leave", "carol", 5*time.Second) // two users again: events resume
 	a2.expectEventWithin("leave", "carol", 5*time.Second)
+}
+
+// Many senders to one reader through a one-frame writer queue: every frame
+// goes through the backlog's hand-over between writers and the socket
+// writer, which must never strand a frame (a stranded one stalls the
+// connection until it is closed as a slow consumer).
+func TestOutboundBacklogUnderContention(t *testing.T) {
+	n := startNode(t, "--outbound-queue", "1", "--rate-limit", "1000000", "--rate-burst", "1000000")
+	const senders, each = 16, 600
+	rcv := n.online(t, "load", "rcv")
+	var ss []*client
+	for i := range senders {
+		ss = append(ss, n.online(t, "load", fmt.Sprintf("s%d", i)))
+	}
+	rcv.drain() // join events
+	var wg sync.WaitGroup
+	for i, s := range ss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				if err := s.ws.WriteJSON(map[string]any{"to": "rcv", "s": i, "n": j}); err != nil {
+					t.Errorf("s%d: %v", i, err)
+					return
+				}
+			}
+		}()
+	}
+	next := make([]int, senders)
+	for got := 0; got < senders*each; {
+		b, err := rcv.readFrame(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", got, senders*each, err)
+		}
+		var m struct {
+			Type string
+			S, N int
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != "" && m.Type != "message" {
+			continue // presence
+		}
+		if m.N != next[m.S] {
+			t.Fatalf("from s%d: got n %d, want %d (per-sender order)", m.S, m.N, next[m.S])
+		}
+		next[m.S]++
+		got++
+	}
+	wg.Wait()
 }
