@@ -56,7 +56,7 @@ func (q *Request) Deliver(ctx context.Context) (int, error) {
 		}
 	}
 	res := make(chan routed, 1)
-	q.r.route(q.Conn, to, stamp(q.Conn.prefix, q.Message, true, time.Now().UnixMilli()),
+	q.r.route(q.Conn, to, stamp(q.Conn.stampPrefix(), q.Message, true, time.Now().UnixMilli()),
 		func(n int, err error) { res <- routed{n, err} })
 	select {
 	case x := <-res:
@@ -174,7 +174,7 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 		}
 		to = t
 	}
-	out := stamp(c.prefix, b, f.typ != nil, time.Now().UnixMilli())
+	out := stamp(c.stampPrefix(), b, f.typ != nil, time.Now().UnixMilli())
 	var done func(int, error)
 	if id != nil || to != "" {
 		rawTo := f.to

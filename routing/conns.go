@@ -41,20 +41,21 @@ type Conn struct {
 	// Config.OutboundBufferBytes makes the connection a slow consumer.
 	inflight      atomic.Int32 // frames handed to melody, not yet written
 	backlogN      atomic.Int32 // len(backlog), for the lock-free fast path
+	evicted       atomic.Bool  // evict has begun
+	authed        bool         // the user id comes from a token; set before stateOnline
 	outMu         sync.Mutex   // guards backlog, backlogBytes, closeMsg
 	backlog       [][]byte     // nil entry: the close frame closeMsg
 	backlogBytes  int
 	closeMsg      []byte
-	evicted       atomic.Bool      // evict has begun
 	limiter       *rate.Limiter    // created by the first message after online
 	publishFailed func(int, error) // c.reportPublishFailure, bound once
 
-	// Set before the state becomes stateOnline.
+	// Set before the state becomes stateOnline. (The fields are ordered
+	// to keep Conn within Go's 288-byte size class.)
 	user, action string
-	prefix       []byte // `{"from":…,"action":…,"ts":`
+	prefix       atomic.Pointer[[]byte] // see stampPrefix
 	connectedAt  time.Time
-	authed       bool // the user id comes from a token
-	pos, upos    int  // index in the action's and the user's slice, guarded by Router.mu
+	pos, upos    int32 // index in the action's and the user's slice, guarded by Router.mu
 
 	mu          sync.Mutex // guards the timers and reason
 	onlineTimer *time.Timer
@@ -80,6 +81,18 @@ func (c *Conn) Action() string {
 		return ""
 	}
 	return c.action
+}
+
+// stampPrefix returns `{"from":…,"action":…,"ts":`, the start of every
+// message c sends, computed by the first one: an idle connection does not
+// keep it.
+func (c *Conn) stampPrefix() []byte {
+	if p := c.prefix.Load(); p != nil {
+		return *p
+	}
+	p := stampPrefix(c.user, c.action)
+	c.prefix.CompareAndSwap(nil, &p)
+	return p
 }
 
 // allow reports whether the rate limit lets one more message of c through.
@@ -254,10 +267,10 @@ func (r *Router) index(c *Conn, ready []byte) {
 	defer r.mu.Unlock()
 	c.write(ready)
 	all := r.actions[c.action]
-	c.pos = len(all)
+	c.pos = int32(len(all))
 	r.actions[c.action] = append(all, c)
 	us := r.users[c.user]
-	c.upos = len(us)
+	c.upos = int32(len(us))
 	r.users[c.user] = append(us, c)
 	r.metrics.users.Set(float64(len(r.users)))
 }
@@ -267,14 +280,14 @@ func (r *Router) unindex(c *Conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if all, ok := r.actions[c.action]; ok {
-		if all = removeConn(all, c.pos, func(o *Conn, i int) { o.pos = i }); len(all) == 0 {
+		if all = removeConn(all, c.pos, func(o *Conn, i int32) { o.pos = i }); len(all) == 0 {
 			delete(r.actions, c.action)
 		} else {
 			r.actions[c.action] = all
 		}
 	}
 	if us, ok := r.users[c.user]; ok {
-		if us = removeConn(us, c.upos, func(o *Conn, i int) { o.upos = i }); len(us) == 0 {
+		if us = removeConn(us, c.upos, func(o *Conn, i int32) { o.upos = i }); len(us) == 0 {
 			delete(r.users, c.user)
 		} else {
 			r.users[c.user] = us
@@ -285,8 +298,8 @@ func (r *Router) unindex(c *Conn) {
 
 // removeConn removes s[i] by moving the last element into its place, and
 // tells the moved connection its new position.
-func removeConn(s []*Conn, i int, moved func(*Conn, int)) []*Conn {
-	last := len(s) - 1
+func removeConn(s []*Conn, i int32, moved func(*Conn, int32)) []*Conn {
+	last := int32(len(s) - 1)
 	s[i] = s[last]
 	moved(s[i], i)
 	s[last] = nil

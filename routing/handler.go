@@ -352,7 +352,6 @@ func (r *Router) online(c *Conn, b []byte) {
 	}
 	c.stopTimers()
 	c.user, c.action = user, action
-	c.prefix = stampPrefix(user, action)
 	c.connectedAt = time.Now()
 
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
