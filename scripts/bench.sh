@@ -11,7 +11,7 @@
 # free port (never 6379); every step is bounded by sbbench's own limits and
 # by `timeout`; every process started here is stopped on exit.
 #
-#   scripts/bench.sh                 # full suite, about 15 minutes
+#   scripts/bench.sh                 # full suite, about 20-25 minutes
 #   QUICK=1 scripts/bench.sh         # short runs (about 4 minutes), for a smoke check
 #   ONLY="direct idle" scripts/bench.sh
 #
@@ -32,9 +32,9 @@ mkdir -p "$OUT" "$BIN"
 
 # Durations (full / quick).
 if [ "$QUICK" = 1 ]; then
-  D_DIRECT=3s D_OPEN=5s D_IDLE=2s D_BCAST=5s D_CHURN=5s WARM=1s IDLE_CONNS=3000 REPS=1
+  D_DIRECT=3s D_OPEN=5s D_IDLE=2s D_BCAST=5s D_CHURN=5s D_SETTLE=10s WARM=1s IDLE_CONNS=3000 REPS=1
 else
-  D_DIRECT=10s D_OPEN=20s D_IDLE=10s D_BCAST=20s D_CHURN=30s WARM=2s IDLE_CONNS=15000
+  D_DIRECT=10s D_OPEN=20s D_IDLE=10s D_BCAST=20s D_CHURN=30s D_SETTLE=180s WARM=2s IDLE_CONNS=15000
 fi
 STEP_TIMEOUT=660 # seconds; sbbench caps itself at 10 minutes
 # Before each run, wait up to QUIET_WAIT for other processes to use under
@@ -298,6 +298,9 @@ fi
 # ---- churn: 1000 steady + 500 connects/s ------------------------------------
 
 CHURN_ARGS=(-scenario churn -conns 1000 -churn-rate 500 -churn-life 1s -duration "$D_CHURN")
+# Afterwards, hold the steady connections until RSS is back near its
+# baseline: Go returns freed heap after its next collection (<= 2 min idle).
+SETTLE_ARGS=(-settle "$D_SETTLE")
 checks_ok() { # NAME: "ok" if every check passed, else the failed ones
   [ -s "$OUT/$1.json" ] || { echo ""; return; }
   jq -r 'if (.checks // []) | length == 0 then "no checks" elif all(.checks[]; .ok) then "ok"
@@ -305,11 +308,11 @@ checks_ok() { # NAME: "ok" if every check passed, else the failed ones
 }
 if want churn; then
   start_relay
-  bench churn-relay -url "ws://127.0.0.1:$RELAY_PORT/ws" "${CHURN_ARGS[@]}" -pid "$RELAY_PID" \
+  bench churn-relay -url "ws://127.0.0.1:$RELAY_PORT/ws" "${CHURN_ARGS[@]}" "${SETTLE_ARGS[@]}" -pid "$RELAY_PID" \
     -metrics "http://127.0.0.1:$RELAY_PORT/metrics" -label barerelay
   stop "$RELAY_PID"
   if [ $HAVE_SERVER = 1 ] && start_server churn; then
-    bench churn-mem -url "ws://127.0.0.1:$SRV_PORT/ws" "${CHURN_ARGS[@]}" -pid "$SRV_PID" \
+    bench churn-mem -url "ws://127.0.0.1:$SRV_PORT/ws" "${CHURN_ARGS[@]}" "${SETTLE_ARGS[@]}" -pid "$SRV_PID" \
       -metrics "http://127.0.0.1:$SRV_PORT/metrics" -label memory
     stop "$SRV_PID"
   fi
@@ -318,6 +321,11 @@ if want churn; then
   row "churn ${D_CHURN}: failed connects" "$(val churn-relay .churn.failed)" "$(val churn-mem .churn.failed)" "" "0"
   ROWS+=("churn ${D_CHURN}: leftover checks|$(checks_ok churn-relay)|$(checks_ok churn-mem)|-|zero leftovers")
   ROWS+=("churn ${D_CHURN}: server RSS KB before -> after|$(val churn-relay .server.rss_before_kb) -> $(val churn-relay .server.rss_after_kb)|$(val churn-mem .server.rss_before_kb) -> $(val churn-mem .server.rss_after_kb)|-|back to baseline")
+  settled() { # NAME: "RSS KB after N s", or "" without a settle phase
+    [ -s "$OUT/$1.json" ] || { echo ""; return; }
+    jq -r 'if .server.rss_settled_kb then "\(.server.rss_settled_kb) after \(.server.settle_s | floor) s" else "" end' "$OUT/$1.json"
+  }
+  ROWS+=("churn ${D_CHURN}: server RSS KB settled (baseline + 10 %)|$(settled churn-relay)|$(settled churn-mem)|-|back to baseline")
   ROWS+=("churn ${D_CHURN}: server goroutines before -> after|$(val churn-relay .server.goroutines_start) -> $(val churn-relay .server.goroutines_after)|$(val churn-mem .server.goroutines_start) -> $(val churn-mem .server.goroutines_after)|-|back to baseline")
 fi
 

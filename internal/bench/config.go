@@ -46,7 +46,8 @@ type Config struct {
 	MaxTime   time.Duration
 	ChurnRate float64
 	ChurnLife time.Duration
-	Abrupt    float64 // churn: fraction of churn connections dropped without a close frame
+	Abrupt    float64       // churn: fraction of churn connections dropped without a close frame
+	Settle    time.Duration // churn: afterwards, wait up to this long for the server's RSS to return to its baseline
 
 	DialConcurrency int
 	DialTimeout     time.Duration
@@ -89,6 +90,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.MaxTime, "max-time", MaxRunTime, "hard cap on the whole run (at most 10m)")
 	fs.Float64Var(&c.ChurnRate, "churn-rate", 200, "churn: new connections per second (each closes after -churn-life)")
 	fs.DurationVar(&c.ChurnLife, "churn-life", time.Second, "churn: how long a churn connection lives after ready")
+	fs.DurationVar(&c.Settle, "settle", 0, "churn with -pid: afterwards, hold the steady connections up to this long until the server's RSS is back within 10% of its baseline (Go returns freed memory after its next collection, at most 2 minutes apart when idle)")
 	fs.Float64Var(&c.Abrupt, "abrupt", 0.5, "churn: fraction of churn connections dropped without a close frame")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 64, "dials (connect+online+ready) in progress at once")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", 10*time.Second, "timeout for one connect+online+ready")
@@ -210,6 +212,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTime <= 0 || c.MaxTime > MaxRunTime {
 		return fmt.Errorf("-max-time must be in (0, %v], got %v", MaxRunTime, c.MaxTime)
+	}
+	if c.Settle < 0 {
+		return fmt.Errorf("-settle must not be negative, got %v", c.Settle)
+	}
+	if c.Warmup+c.Duration+c.Settle >= c.MaxTime {
+		return fmt.Errorf("-warmup + -duration + -settle (%v) must be below -max-time (%v)", c.Warmup+c.Duration+c.Settle, c.MaxTime)
 	}
 	if c.Warmup+c.Duration >= c.MaxTime {
 		return fmt.Errorf("-warmup + -duration (%v) must be below -max-time (%v)", c.Warmup+c.Duration, c.MaxTime)

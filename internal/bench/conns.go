@@ -256,6 +256,9 @@ func (r *runner) churn(ctx context.Context, res *Result) error {
 			GoroutinesStart: grBefore,
 			GoroutinesAfter: r.goroutines(ctx),
 		})
+		if cfg.Settle > 0 {
+			res.Server.RSSSettledKB, res.Server.SettleSeconds = r.settle(ctx, before.RSSKB)
+		}
 	}
 	closing.Store(true)
 	r.closeAll(steady)
@@ -272,6 +275,37 @@ func (r *runner) churn(ctx context.Context, res *Result) error {
 		res.Server.RSSEndKB = end.RSSKB
 	}
 	return ctx.Err()
+}
+
+// settle samples the server's RSS every 5 s, for at most cfg.Settle, until
+// it is within 10 % of baseline; it returns the last sample and the time
+// taken. A Go server keeps freed heap until a collection (at least every 2
+// minutes) lets the scavenger return it: this tells retained from leaked.
+func (r *runner) settle(ctx context.Context, baselineKB int64) (int64, float64) {
+	start := time.Now()
+	deadline := start.Add(r.cfg.Settle)
+	var rss int64
+	stop := r.progress(func() string {
+		return fmt.Sprintf("settling: server RSS %d KB, baseline %d KB, %v left", rss, baselineKB, time.Until(deadline).Round(time.Second))
+	})
+	defer stop()
+	for {
+		s, _ := r.serverSample()
+		rss = s.RSSKB
+		if rss <= baselineKB*11/10 || time.Now().After(deadline) {
+			return rss, time.Since(start).Seconds()
+		}
+		if !sleepUntil(ctx, nil, minTime(deadline, time.Now().Add(5*time.Second))) {
+			return rss, time.Since(start).Seconds()
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // checkStore waits up to 10 s for the store to hold exactly want bindings

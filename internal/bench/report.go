@@ -72,7 +72,9 @@ type ServerStats struct {
 	RSSBeforeKB     int64   `json:"rss_before_kb"`
 	RSSAfterKB      int64   `json:"rss_after_kb"`
 	RSSPerConnKB    float64 `json:"rss_per_conn_kb,omitempty"`
-	RSSEndKB        int64   `json:"rss_end_kb,omitempty"` // after closing everything
+	RSSEndKB        int64   `json:"rss_end_kb,omitempty"`     // after closing everything
+	RSSSettledKB    int64   `json:"rss_settled_kb,omitempty"` // churn -settle: RSS once back near baseline, or at the deadline
+	SettleSeconds   float64 `json:"settle_s,omitempty"`       // how long that took
 	ThreadsBefore   int64   `json:"threads_before"`
 	ThreadsAfter    int64   `json:"threads_after"`
 	GoroutinesStart float64 `json:"goroutines_start,omitempty"`
@@ -155,6 +157,9 @@ func (r *Result) Write(w io.Writer, asJSON bool) error {
 		}
 		if s.RSSPerConnKB != 0 {
 			row("server RSS per conn", "%.1f KB", s.RSSPerConnKB)
+		}
+		if s.RSSSettledKB != 0 {
+			row("server RSS settled", "%d KB after %.0f s", s.RSSSettledKB, s.SettleSeconds)
 		}
 		if s.RSSEndKB != 0 {
 			row("server RSS at end", "%d KB", s.RSSEndKB)
