@@ -95,22 +95,31 @@ func (c trickleConn) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func TestHandshakeTrickled(t *testing.T) {
-	n := startNode(t)
+// dialOver opens a WebSocket to path on a TCP connection that prepare has
+// had first.
+func dialOver(t *testing.T, n *testNode, path string, prepare func(net.Conn) (net.Conn, error)) *client {
+	t.Helper()
 	d := &websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
 		c, err := net.Dial(network, addr)
 		if err != nil {
 			return nil, err
 		}
-		c.(*net.TCPConn).SetNoDelay(true)
-		return trickleConn{c}, nil
+		return prepare(c)
 	}}
-	c, err := n.tryDialWith(d, "/ws/room", nil)
+	c, err := n.tryDialWith(d, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.t = t
 	t.Cleanup(func() { c.ws.Close() })
+	return c
+}
+
+func TestHandshakeTrickled(t *testing.T) {
+	n := startNode(t)
+	c := dialOver(t, n, "/ws/room", func(c net.Conn) (net.Conn, error) {
+		return trickleConn{c}, c.(*net.TCPConn).SetNoDelay(true)
+	})
 	c.send(map[string]any{"type": "online", "user_id": "alice"})
 	if r := c.expect("ready"); r["action"] != "room" {
 		t.Fatalf("ready = %v", r)
@@ -120,11 +129,7 @@ func TestHandshakeTrickled(t *testing.T) {
 // A browser may send its handshake on a connection that served the page.
 func TestHandshakeOnKeptAliveConnection(t *testing.T) {
 	n := startNode(t)
-	d := &websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err != nil {
-			return nil, err
-		}
+	c := dialOver(t, n, "/ws", func(c net.Conn) (net.Conn, error) {
 		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			return nil, err
 		}
@@ -141,13 +146,7 @@ func TestHandshakeOnKeptAliveConnection(t *testing.T) {
 			return nil, errors.New("healthz did not leave the connection open and clean")
 		}
 		return c, nil
-	}}
-	c, err := n.tryDialWith(d, "/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.t = t
-	t.Cleanup(func() { c.ws.Close() })
+	})
 	c.send(map[string]any{"type": "online", "action": "room", "user_id": "bob"})
 	c.expect("ready")
 	alice := n.online(t, "room", "alice")
