@@ -305,7 +305,7 @@ func removeConn(s []*Conn, i int32, moved func(*Conn, int32)) []*Conn {
 	s[last] = nil
 	s = s[:last]
 	if cap(s) > 64 && len(s) < cap(s)/4 {
-		s = slices.Clip(append([]*Conn(nil), s...)) // give a drained action's memory back
+		s = slices.Clone(s) // give a drained action's memory back
 	}
 	return s
 }

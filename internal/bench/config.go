@@ -219,9 +219,6 @@ func (c Config) Validate() error {
 	if c.Warmup+c.Duration+c.Settle >= c.MaxTime {
 		return fmt.Errorf("-warmup + -duration + -settle (%v) must be below -max-time (%v)", c.Warmup+c.Duration+c.Settle, c.MaxTime)
 	}
-	if c.Warmup+c.Duration >= c.MaxTime {
-		return fmt.Errorf("-warmup + -duration (%v) must be below -max-time (%v)", c.Warmup+c.Duration, c.MaxTime)
-	}
 	if c.Scenario == ScenarioChurn {
 		if c.ChurnRate <= 0 {
 			return fmt.Errorf("-churn-rate must be positive, got %v", c.ChurnRate)
