@@ -55,20 +55,7 @@ func (q *Request) Deliver(ctx context.Context) (int, error) {
 			return 0, &Error{Code: CodeInvalidTo, Message: errorMessages[CodeInvalidTo]}
 		}
 	}
-	res := make(chan routed, 1)
-	q.r.route(q.Conn, to, stamp(q.Conn.stampPrefix(), q.Message, true, time.Now().UnixMilli()),
-		func(n int, err error) { res <- routed{n, err} })
-	select {
-	case x := <-res:
-		return x.n, x.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
-type routed struct {
-	n   int
-	err error
+	return q.r.route(q.Conn, to, stamp(q.Conn.stampPrefix(), q.Message, true, time.Now().UnixMilli()))
 }
 
 // Error is a refusal a HandlerFunc returns: the client gets an `error`
@@ -175,50 +162,34 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 		to = t
 	}
 	out := stamp(c.stampPrefix(), b, f.typ != nil, time.Now().UnixMilli())
-	var done func(int, error)
-	if id != nil || to != "" {
-		rawTo := f.to
-		start := time.Now()
-		done = func(n int, err error) {
-			r.metrics.routeLatency.Observe(time.Since(start).Seconds())
-			switch {
-			case err != nil:
-				r.metrics.publishFailed.Inc()
-				r.sendError(c, CodeUnavailable, id, nil)
-			case to != "" && n == 0 && to != c.user:
-				r.sendError(c, CodeUserOffline, id, rawTo)
-			case id != nil:
-				c.write(ackFrame(id, n))
-			}
-		}
+	start := time.Now()
+	n, err := r.route(c, to, out)
+	r.metrics.routeLatency.Observe(time.Since(start).Seconds())
+	switch {
+	case err != nil:
+		r.sendError(c, CodeUnavailable, id, nil)
+	case to != "" && n == 0 && to != c.user:
+		r.sendError(c, CodeUserOffline, id, f.to)
+	case id != nil:
+		c.write(ackFrame(id, n))
 	}
-	r.route(c, to, out, done)
 }
 
 // route delivers a stamped message from c to the action, or to user `to` in
-// it: locally at once, and to the other nodes through the broker.
-func (r *Router) route(c *Conn, to string, out []byte, done func(int, error)) {
-	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to, Payload: out,
-		SelfCounted: to == "" || to == c.user}
+// it: locally at once, then to the other nodes through the broker. It
+// returns the number of connections that were handed the message,
+// cluster-wide, or an error wrapping ErrBrokerUnavailable when some of its
+// recipients could not be reached.
+func (r *Router) route(c *Conn, to string, out []byte) (int, error) {
+	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to, Payload: out}
 	local := r.deliverLocal(e)
 	kind := deliveryBroadcast
 	if to != "" {
 		kind = deliveryDirect
 	}
 	r.metrics.delivered[kind].Add(float64(local))
-	if done == nil {
-		done = c.publishFailed // made once per connection: no allocation per message
-	}
-	r.broker.Publish(e, local, done)
-}
-
-// reportPublishFailure is the done func of messages that want neither an ack nor
-// user_offline: it only reports a routing failure.
-func (c *Conn) reportPublishFailure(_ int, err error) {
-	if err != nil {
-		c.r.metrics.publishFailed.Inc()
-		c.r.sendError(c, CodeUnavailable, nil, nil)
-	}
+	remote, err := r.publish(context.Background(), e) //nolint:contextcheck // melody gives no request context; the broker bounds the wait
+	return local + remote, err
 }
 
 // presence answers with the distinct users of c's action, cluster-wide.
@@ -283,7 +254,6 @@ func (r *Router) custom(c *Conn, h HandlerFunc, typ string, b []byte, f fields, 
 		c.write(errorFrame(e.Code, e.Message, id, nil))
 		return
 	case errors.Is(err, ErrBrokerUnavailable): // from Deliver: as for a message
-		r.metrics.publishFailed.Inc()
 		r.sendError(c, CodeUnavailable, id, nil)
 		return
 	}

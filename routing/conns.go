@@ -48,7 +48,6 @@ type Conn struct {
 	backlogBytes  int
 	closeMsg      []byte
 	limiter       *rate.Limiter    // created by the first message after online
-	publishFailed func(int, error) // c.reportPublishFailure, bound once
 
 	// Set before the state becomes stateOnline. (The fields are ordered
 	// to keep Conn within Go's 288-byte size class.)
@@ -333,6 +332,16 @@ func (r *Router) deliverLocal(e *Envelope) int {
 		}
 	}
 	return n
+}
+
+// disconnectLocal closes the local connections that a disconnect envelope
+// targets and returns how many.
+func (r *Router) disconnectLocal(e *Envelope) int {
+	conns := r.localConns(e)
+	for _, c := range conns {
+		r.disconnect(c, string(e.Payload))
+	}
+	return len(conns)
 }
 
 // localConns returns the local online connections matching the target of a

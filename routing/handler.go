@@ -36,7 +36,6 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	c := &Conn{r: r, id: newConnID(), presetAction: preset}
-	c.publishFailed = c.reportPublishFailure
 	if tok := auth.TokenFromRequest(req); tok != "" && r.verify.Enabled() {
 		claims, err := r.verify.Verify(req.Context(), tok)
 		if err != nil {
@@ -153,8 +152,8 @@ func (r *Router) onDisconnect(s *melody.Session) {
 		return
 	}
 	r.unindex(c)
-	r.broker.Unsubscribe(Topic{TopicAction, c.action})
-	r.broker.Unsubscribe(Topic{TopicUser, c.user})
+	r.broker.Unsubscribe(Topic{Action: c.action})
+	r.broker.Unsubscribe(Topic{Action: c.action, User: c.user})
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // the connection is gone; its cleanup outlives the request
 	defer cancel()
 	removed, err := r.store.Unbind(ctx, c.id)
@@ -162,9 +161,7 @@ func (r *Router) onDisconnect(s *melody.Session) {
 	case errors.Is(err, session.ErrNotFound):
 	case err != nil:
 		r.metrics.storeErrors.Inc()
-		r.pendingMu.Lock()
-		r.pending = append(r.pending, c.id)
-		r.pendingMu.Unlock()
+		r.addPending(c.id)
 	case removed.Last:
 		r.sendPresenceEvent(ctx, "leave", c.user, c.action, "")
 	}
@@ -176,7 +173,7 @@ func reasonLabel(reason string) string {
 	switch reason {
 	case "":
 		return "client"
-	case "slow_consumer", "timeout", "api", "message_too_big", "invalid_utf8":
+	case "slow_consumer", "timeout", "api", "message_too_big", "invalid_utf8", CodeTooManyConnections, CodeBanned:
 		return reason
 	case "server shutting down":
 		return "shutdown"
@@ -358,22 +355,32 @@ func (r *Router) online(c *Conn, b []byte) {
 	defer cancel()
 	// Subscribe before binding, so that nothing sent to the new binding
 	// from another node is missed.
-	first, err := false, r.broker.Subscribe(ctx, Topic{TopicAction, action})
+	actionTopic, userTopic := Topic{Action: action}, Topic{Action: action, User: user}
+	first, err := false, r.broker.Subscribe(ctx, actionTopic)
 	if err == nil {
-		if err = r.broker.Subscribe(ctx, Topic{TopicUser, user}); err != nil {
-			r.broker.Unsubscribe(Topic{TopicAction, action})
+		if err = r.broker.Subscribe(ctx, userTopic); err != nil {
+			r.broker.Unsubscribe(actionTopic)
 		}
 	}
 	if err == nil {
 		if first, err = r.store.Bind(ctx, c.binding()); err != nil {
-			r.broker.Unsubscribe(Topic{TopicAction, action})
-			r.broker.Unsubscribe(Topic{TopicUser, user})
+			r.broker.Unsubscribe(actionTopic)
+			r.broker.Unsubscribe(userTopic)
 		}
 	}
 	if err != nil {
-		r.metrics.storeErrors.Inc()
 		c.state.Store(stateClosed)
-		c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+		switch {
+		case errors.Is(err, session.ErrTooManyConnections):
+			c.setReason(CodeTooManyConnections)
+			c.closeWithError(CodeTooManyConnections, policy)
+		case errors.Is(err, session.ErrBanned):
+			c.setReason(CodeBanned)
+			c.closeWithError(CodeBanned, policy)
+		default:
+			r.metrics.storeErrors.Inc()
+			c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+		}
 		return
 	}
 

@@ -21,7 +21,9 @@ type metrics struct {
 	brokerUp      prometheus.Gauge
 	routeLatency  prometheus.Histogram
 	publishFailed prometheus.Counter
-	apiRequests   *prometheus.CounterVec // by call and HTTP status
+	// pendingUnbinds counts bindings whose removal failed and is retried.
+	pendingUnbinds prometheus.Gauge
+	apiRequests    *prometheus.CounterVec // by call and HTTP status
 }
 
 // Delivery kinds for switchboard_messages_delivered_total.
@@ -65,6 +67,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		publishFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_publish_failures_total", Help: "Messages that could not be routed to other nodes.",
 		}),
+		pendingUnbinds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_pending_unbinds", Help: "Bindings of closed connections whose removal from the store failed and is being retried.",
+		}),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_api_requests_total", Help: "Server API requests, by call and HTTP status.",
 		}, []string{"call", "status"}),
@@ -85,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.users, m.received, delivered, m.errors,
-			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.apiRequests)
+			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.pendingUnbinds, m.apiRequests)
 	}
 	return m
 }
@@ -93,6 +98,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // disconnectReasons are the values of the reason label.
 var disconnectReasons = []string{
 	"client", "slow_consumer", "policy", "timeout", "shutdown", "api", "message_too_big", "invalid_utf8", "unavailable", "error",
+	"too_many_connections", "banned",
 }
 
 // errorSent counts an error frame; codes outside the spec's set (from custom

@@ -16,6 +16,11 @@ var (
 	ErrNotFound = errors.New("session: not found")
 	// ErrUnavailable: the store cannot be reached; the operation may not have happened.
 	ErrUnavailable = errors.New("session: store unavailable")
+	// ErrTooManyConnections: Bind refused, the user has as many connections
+	// as the store allows.
+	ErrTooManyConnections = errors.New("session: too many connections")
+	// ErrBanned: Bind refused, the user is banned.
+	ErrBanned = errors.New("session: user banned")
 )
 
 // Binding ties one WebSocket connection to a user id and an action.
@@ -59,8 +64,12 @@ type Store interface {
 	// CountAction counts the connections in action.
 	CountAction(ctx context.Context, action string) (int, error)
 
-	// Heartbeat marks node alive for ttl.
-	Heartbeat(ctx context.Context, node string, ttl time.Duration) error
+	// Heartbeat marks node alive for ttl. It reports whether node's previous
+	// heartbeat was still there: false on a node's first heartbeat, and
+	// when the store lost it (restarted empty, flushed, or it expired),
+	// in which case the node's bindings may be gone too and it must
+	// Restore them.
+	Heartbeat(ctx context.Context, node string, ttl time.Duration) (alive bool, err error)
 	// Reap removes the bindings of every node whose heartbeat has expired and
 	// returns what it removed. When several nodes reap at once, each removed
 	// binding is returned to exactly one of them.

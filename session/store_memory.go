@@ -273,11 +273,13 @@ func (m *MemoryStore) CountAction(_ context.Context, action string) (int, error)
 }
 
 // Heartbeat implements Store.
-func (m *MemoryStore) Heartbeat(_ context.Context, node string, ttl time.Duration) error {
+func (m *MemoryStore) Heartbeat(_ context.Context, node string, ttl time.Duration) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.nodes[node] = m.now().Add(ttl)
-	return nil
+	now := m.now()
+	exp, ok := m.nodes[node]
+	m.nodes[node] = now.Add(ttl)
+	return ok && exp.After(now), nil
 }
 
 // Reap implements Store.

@@ -454,7 +454,7 @@ func bind(t *testing.T, s Store, b Binding) bool {
 
 func heartbeat(t *testing.T, s Store, node string, ttl time.Duration) {
 	t.Helper()
-	if err := s.Heartbeat(t.Context(), node, ttl); err != nil {
+	if _, err := s.Heartbeat(t.Context(), node, ttl); err != nil {
 		t.Fatalf("Heartbeat(%s): %v", node, err)
 	}
 }

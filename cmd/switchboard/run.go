@@ -167,12 +167,16 @@ func (s *server) openStore() error {
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	s.store = session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix})
-	s.broker = routing.NewRedisBroker(client, routing.RedisBrokerConfig{
+	store := session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix})
+	s.store = store
+	s.broker, err = routing.NewRedisBroker(store, routing.RedisBrokerConfig{
 		Node:   s.cfg.NodeID,
-		Prefix: s.cfg.RedisPrefix,
 		Logger: s.log,
 	})
+	if err != nil {
+		_ = client.Close()
+		return err
+	}
 	s.closers = append(s.closers, client.Close)
 	return nil
 }
