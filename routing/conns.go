@@ -39,15 +39,15 @@ type Conn struct {
 	// melody's writer at once; more wait in backlog (allocated only while
 	// needed) until the writer reports them sent. A backlog over
 	// Config.OutboundBufferBytes makes the connection a slow consumer.
-	inflight      atomic.Int32 // frames handed to melody, not yet written
-	backlogN      atomic.Int32 // len(backlog), for the lock-free fast path
-	evicted       atomic.Bool  // evict has begun
-	authed        bool         // the user id comes from a token; set before stateOnline
-	outMu         sync.Mutex   // guards backlog, backlogBytes, closeMsg
-	backlog       [][]byte     // nil entry: the close frame closeMsg
-	backlogBytes  int
-	closeMsg      []byte
-	limiter       *rate.Limiter    // created by the first message after online
+	inflight     atomic.Int32 // frames handed to melody, not yet written
+	backlogN     atomic.Int32 // len(backlog), for the lock-free fast path
+	evicted      atomic.Bool  // evict has begun
+	authed       bool         // the user id comes from a token; set before stateOnline
+	outMu        sync.Mutex   // guards backlog, backlogBytes, closeMsg
+	backlog      [][]byte     // nil entry: the close frame closeMsg
+	backlogBytes int
+	closeMsg     []byte
+	limiter      *rate.Limiter // created by the first message after online
 
 	// Set before the state becomes stateOnline. (The fields are ordered
 	// to keep Conn within Go's 288-byte size class.)

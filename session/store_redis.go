@@ -148,8 +148,10 @@ func (s *RedisStore) banKey(user string) string      { return s.prefix + "ban:" 
 func (s *RedisStore) userRouteKey(action, user string) string {
 	return s.prefix + "uroute:" + action + "|" + s.tag(user)
 }
-func (s *RedisStore) actionRouteKey(action string) string { return s.prefix + "aroute:" + s.tag(action) }
-func (s *RedisStore) nodeKey(node string) string         { return s.prefix + "node:" + node }
+func (s *RedisStore) actionRouteKey(action string) string {
+	return s.prefix + "aroute:" + s.tag(action)
+}
+func (s *RedisStore) nodeKey(node string) string { return s.prefix + "node:" + node }
 func (s *RedisStore) nodeConnsKey(node string) string {
 	return s.prefix + "nodeconns:" + node
 }

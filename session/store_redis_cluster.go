@@ -7,8 +7,8 @@ package session
 
 import (
 	"context"
-	_ "embed"
 	"crypto/rand"
+	_ "embed"
 	"slices"
 
 	"github.com/redis/go-redis/v9"
