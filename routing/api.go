@@ -63,8 +63,9 @@ func (r *Router) Publish(ctx context.Context, action, to string, obj []byte) (in
 // many connections there took it. Connections that the store lists on
 // nodes that could not take it (dead, or their subscription lost) make it
 // an error wrapping ErrBrokerUnavailable: the message did not reach every
-// recipient. When the store lost this node's bindings, publish has them
-// rewritten.
+// recipient, and so does a message to a user found on no other node just
+// after the store lost every node's bindings (othersRestoring). When the
+// store lost this node's bindings, publish has them rewritten.
 func (r *Router) publish(ctx context.Context, e *Envelope) (int, error) {
 	if !r.storeOK.Load() {
 		r.metrics.publishFailed.Inc()
@@ -73,6 +74,10 @@ func (r *Router) publish(ctx context.Context, e *Envelope) (int, error) {
 	d, err := r.broker.Publish(ctx, e)
 	if err == nil && d.Missed > 0 {
 		err = fmt.Errorf("%w: %d recipients on unreachable nodes", ErrBrokerUnavailable, d.Missed)
+	}
+	if err == nil && e.Kind == KindMessage && e.User != "" && d.Reached == 0 && r.othersRestoring() {
+		// Not user_offline: the user's bindings may not be rewritten yet.
+		err = fmt.Errorf("%w: other nodes may still be rewriting their bindings", ErrBrokerUnavailable)
 	}
 	if err != nil {
 		r.metrics.publishFailed.Inc()

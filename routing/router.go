@@ -160,8 +160,9 @@ type Router struct {
 	pendingMu sync.Mutex
 	pending   []string // connection ids whose Unbind failed; retried every heartbeat
 
-	lost   chan struct{} // a publish found the store without this node's bindings
-	beaten atomic.Bool   // the first heartbeat was written
+	lost       chan struct{} // a publish found the store without this node's bindings
+	beaten     atomic.Bool   // the first heartbeat was written
+	restoredAt atomic.Int64  // unix nanos of the last rewrite of this node's bindings
 
 	wg       sync.WaitGroup // one per connection being served
 	closing  atomic.Bool
@@ -354,6 +355,7 @@ func (r *Router) heartbeat(ctx context.Context) {
 		if !r.restore(ctx) {
 			return
 		}
+		r.restoredAt.Store(time.Now().UnixNano())
 		r.storeOK.Store(true)
 	}
 	r.metrics.storeUp.Set(1)
@@ -377,6 +379,16 @@ func (r *Router) restore(ctx context.Context) bool {
 	}
 	r.log.Info("bindings rewritten", "bindings", len(bs))
 	return true
+}
+
+// othersRestoring reports whether this node rewrote its bindings within
+// the last two heartbeat periods. The store lost them for every node
+// (restarted or flushed) then, so other nodes may not have rewritten
+// theirs yet: each does at its next heartbeat, within one period. Until
+// then a target found without connections may well have some there.
+func (r *Router) othersRestoring() bool {
+	at := r.restoredAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < 2*r.heartbeatEvery()
 }
 
 // maxPending bounds the unbinds kept for retrying. Past it the oldest are
