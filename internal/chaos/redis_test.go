@@ -31,3 +31,100 @@ func TestRedisStallLong(t *testing.T) {
 	c.expectPresence(2 * heartbeatTTL)
 	c.finish()
 }
+
+// Redis paused for every client (CLIENT PAUSE ALL): as a long stall.
+func TestRedisPaused(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.traffic(func() {
+		c.redisDo("CLIENT", "PAUSE", "2000", "ALL")
+		time.Sleep(2 * time.Second) // the pause, with traffic
+	})
+	c.expectPresence(2 * heartbeatTTL)
+	c.finish()
+}
+
+// Redis drops every pub/sub connection: each node's subscription is gone
+// until it resubscribes. A message to a node without its subscription must
+// get unavailable, never an ack that counts it.
+func TestPubSubKilled(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.traffic(func() {
+		for range 3 {
+			c.kills = append(c.kills, time.Now())
+			c.redisDo("CLIENT", "KILL", "TYPE", "pubsub")
+			time.Sleep(500 * time.Millisecond) // traffic between the kills
+		}
+	})
+	c.expectPresence(2 * heartbeatTTL)
+	c.finish()
+}
+
+// Redis is flushed: every binding and heartbeat is gone at once. Nodes
+// notice (their heartbeat is missing), rewrite their bindings, and answer
+// unavailable, never user_offline, meanwhile.
+func TestRedisFlushed(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.traffic(func() { c.redisDo("FLUSHALL") })
+	c.expectPresence(2 * heartbeatTTL)
+	c.finish()
+}
+
+// The same with a node that only receives: it rewrites its bindings at its
+// next heartbeat, up to a second after the others, and meanwhile its users
+// must not be reported offline.
+func TestRedisFlushedQuietNode(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.silence(c.nodes[2])
+	c.traffic(func() { c.redisDo("FLUSHALL") })
+	c.expectPresence(2 * heartbeatTTL)
+	c.finish()
+}
+
+// Redis stops and comes back empty. While it is down, connections close
+// and new ones are refused; none of them may leave a binding or a
+// subscription behind once it is back.
+func TestRedisRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	var leaving []*client
+	for i, n := range c.nodes {
+		for k := range 5 {
+			cl := dialOnline(t, n, chatAction, "l"+string(rune('0'+i))+"-"+string(rune('0'+k)))
+			leaving = append(leaving, cl)
+			c.extra = append(c.extra, cl)
+		}
+	}
+	c.expectPresence(10 * time.Second)
+	c.traffic(func() {
+		c.redis.Stop()
+		for _, cl := range leaving {
+			cl.close()
+		}
+		// Refused (unavailable, 1013) while Redis is down; one that gets
+		// through counts in presence like any other.
+		late := make(chan *client, len(c.nodes))
+		for i, n := range c.nodes {
+			go func() {
+				cl, err := tryOnline(n, chatAction, "late"+string(rune('0'+i)))
+				if err != nil {
+					cl = nil
+				}
+				late <- cl
+			}()
+		}
+		for range c.nodes {
+			if cl := <-late; cl != nil {
+				cl.t = t
+				t.Cleanup(cl.close)
+				c.extra = append(c.extra, cl)
+			}
+		}
+		c.redis.Restart()
+	})
+	c.expectPresence(2 * heartbeatTTL)
+	c.finish()
+}
