@@ -33,6 +33,7 @@ type client struct {
 	mu      sync.Mutex
 	answers map[string]answer
 	got     map[string][]int // stream → message numbers, in arrival order
+	leaves  map[string]int   // user → leave events received
 	dupes   []string
 	closed  time.Time // when reading failed; zero while open
 	done    chan struct{}
@@ -76,6 +77,7 @@ func tryOnline(n *node, action, user string) (*client, error) {
 		user: user, action: action, node: n, ws: ws,
 		answers: make(map[string]answer),
 		got:     make(map[string][]int),
+		leaves:  make(map[string]int),
 		done:    make(chan struct{}),
 	}
 	go c.read()
@@ -89,6 +91,7 @@ type inbound struct {
 	Code      string  `json:"code"`
 	Delivered *int    `json:"delivered"`
 	Stream    string  `json:"stream"`
+	UserID    string  `json:"user_id"`
 	N         *int    `json:"n"`
 }
 
@@ -112,6 +115,8 @@ func (c *client) read() {
 			c.answer(*m.ID, answer{delivered: *m.Delivered})
 		case m.Type == "error" && m.ID != nil:
 			c.answer(*m.ID, answer{code: m.Code})
+		case m.Type == "leave":
+			c.leaves[m.UserID]++
 		case m.Type == "message" && m.N != nil && m.Stream != "":
 			c.got[m.Stream] = append(c.got[m.Stream], *m.N)
 		}
@@ -169,4 +174,14 @@ func (c *client) close() {
 	}
 	c.ws.Close()
 	<-c.done
+}
+
+// watchLeaves returns a function that counts the leave events c has
+// received for a user.
+func watchLeaves(c *client) func(user string) int {
+	return func(user string) int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.leaves[user]
+	}
 }
