@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,13 @@ func TestNodeKilled(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	victim := c.nodes[2]
+	// Many users on the victim: reaping them sends a leave for each.
+	crowd := dialCrowd(t, victim, chatAction, "k", crowdSize())
+	c.extra = append(c.extra, crowd...)
+	watcher := dialOnline(t, c.nodes[0], chatAction, "watcher")
+	c.extra = append(c.extra, watcher)
+	leaves := watchLeaves(watcher)
+	c.expectPresence(10 * time.Second)
 	var killed time.Time
 	c.traffic(func() {
 		killed = time.Now()
@@ -27,6 +35,11 @@ func TestNodeKilled(t *testing.T) {
 		t.Logf("reaped %v after the kill", time.Since(killed).Round(10*time.Millisecond))
 	})
 	c.expectPresence(2 * heartbeatTTL)
+	for _, cl := range append(crowd, c.clients...) {
+		if cl.node == victim && cl.action == chatAction {
+			waitFor(t, 5*time.Second, "a leave of "+cl.user, func() bool { return leaves(cl.user) == 1 })
+		}
+	}
 	c.finish()
 }
 
@@ -37,9 +50,13 @@ func TestNodeShutdown(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	victim := c.nodes[2]
+	crowd := dialCrowd(t, victim, chatAction, "k", crowdSize())
+	c.extra = append(c.extra, crowd...)
 	watcher := dialOnline(t, c.nodes[0], chatAction, "watcher")
 	c.extra = append(c.extra, watcher)
 	leaves := watchLeaves(watcher)
+	c.expectPresence(10 * time.Second)
+	c.closing = time.Second
 	c.traffic(func() {
 		took := victim.terminate(10 * time.Second)
 		c.dead[victim] = true
@@ -49,8 +66,10 @@ func TestNodeShutdown(t *testing.T) {
 		}
 	})
 	c.expectPresence(2 * heartbeatTTL)
-	for _, u := range []string{"s2", "r2"} {
-		waitFor(t, 2*heartbeatTTL, "a leave of "+u, func() bool { return leaves(u) == 1 })
+	for _, cl := range append(crowd, c.clients...) {
+		if cl.node == victim && cl.action == chatAction {
+			waitFor(t, 5*time.Second, "a leave of "+cl.user, func() bool { return leaves(cl.user) == 1 })
+		}
 	}
 	c.finish()
 }
@@ -64,4 +83,42 @@ func containsAny(list []string, xs ...string) bool {
 		}
 	}
 	return false
+}
+
+// crowdSize is how many users a test puts on one node to remove in bulk.
+func crowdSize() int {
+	if testing.Short() {
+		return 50
+	}
+	return 300
+}
+
+// dialCrowd brings n users (prefix0, prefix1, …) online on node, a few at
+// a time.
+func dialCrowd(t *testing.T, on *node, action, prefix string, n int) []*client {
+	t.Helper()
+	out := make([]*client, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			cl, err := tryOnline(on, action, prefix+strconv.Itoa(i))
+			if err == nil {
+				cl.t = t
+				out[i] = cl
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("crowd online: %v", err)
+		}
+	}
+	for _, cl := range out {
+		t.Cleanup(cl.close)
+	}
+	return out
 }

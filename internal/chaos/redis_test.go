@@ -128,3 +128,35 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	c.expectPresence(2 * heartbeatTTL)
 	c.finish()
 }
+
+// Connections close during a stall longer than the read timeout but
+// shorter than the heartbeat's check: their unbinds fail and must be
+// retried, leaving no ghost binding (presence showing the user, direct
+// messages acked and lost) and owing no leave event.
+func TestUnbindDuringStall(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	crowd := dialCrowd(t, c.nodes[0], chatAction, "g", crowdSize())
+	c.extra = append(c.extra, crowd...)
+	watcher := dialOnline(t, c.nodes[1], chatAction, "watcher")
+	c.extra = append(c.extra, watcher)
+	leaves := watchLeaves(watcher)
+	c.expectPresence(10 * time.Second)
+	c.traffic(func() {
+		stalled := make(chan struct{})
+		go func() {
+			defer close(stalled)
+			c.redisDo("DEBUG", "SLEEP", "2.5")
+		}()
+		time.Sleep(100 * time.Millisecond) // let the stall begin
+		for _, cl := range crowd {
+			cl.close()
+		}
+		<-stalled
+	})
+	c.expectPresence(2 * heartbeatTTL)
+	for _, cl := range crowd {
+		waitFor(t, 5*time.Second, "a leave of "+cl.user, func() bool { return leaves(cl.user) == 1 })
+	}
+	c.finish()
+}
