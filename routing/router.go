@@ -607,6 +607,31 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(rctx, r.cfg.StoreTimeout)
 	removed, rerr := r.store.RemoveNode(sctx, r.node)
 	cancel()
-	r.sendLeaves(rctx, removed)
+	r.sendFinalLeaves(rctx, removed)
 	return errors.Join(err, rerr)
+}
+
+// sendFinalLeaves sends the leave events owed for the bindings that
+// Shutdown removed itself (their handlers could not: the store failed
+// meanwhile). Publishing needs this node's heartbeat, which RemoveNode
+// deleted, and a store known to be reachable, which it just was: the
+// heartbeat is written for the time of the events, then removed again.
+func (r *Router) sendFinalLeaves(ctx context.Context, removed []session.Removed) {
+	if len(removed) == 0 {
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	_, err := r.store.Heartbeat(hctx, r.node, r.cfg.HeartbeatTTL)
+	cancel()
+	if err != nil {
+		r.log.Warn("leave events of the last connections not sent: store unreachable", "bindings", len(removed))
+		return
+	}
+	r.storeOK.Store(true) // the node has no binding left, as the store says
+	r.sendLeaves(ctx, removed)
+	hctx, cancel = context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	if _, err := r.store.RemoveNode(hctx, r.node); err != nil {
+		r.log.Warn("removing the heartbeat at shutdown", "err", err) // it expires by itself
+	}
 }
