@@ -122,3 +122,45 @@ func dialCrowd(t *testing.T, on *node, action, prefix string, n int) []*client {
 	}
 	return out
 }
+
+// A node shut down while Redis is paused for longer than SHUTDOWN_TIMEOUT
+// (but shorter than what is left of the heartbeats' TTL): its unbinds
+// cannot run, so its connection handlers wait for Redis past the timeout.
+// No handler may use the Redis client after the process closed it, and
+// once Redis is back the node's bindings are gone (removed by the node
+// itself, or reaped by the others), with a leave for each of its users.
+func TestNodeShutdownRedisPaused(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "--shutdown-timeout", "1s")
+	victim := c.nodes[2]
+	crowd := dialCrowd(t, victim, chatAction, "k", crowdSize()/3)
+	c.extra = append(c.extra, crowd...)
+	watcher := dialOnline(t, c.nodes[0], chatAction, "watcher")
+	c.extra = append(c.extra, watcher)
+	leaves := watchLeaves(watcher)
+	c.expectPresence(10 * time.Second)
+	c.closing = time.Second
+	c.traffic(func() {
+		// Heartbeats are refreshed every second with a TTL of 3 s: a pause
+		// under 2 s lets none of them expire.
+		c.redisDo("CLIENT", "PAUSE", "1800", "ALL")
+		// SHUTDOWN_TIMEOUT plus one store timeout for the handlers still
+		// waiting on Redis, plus slack for a loaded machine.
+		took := victim.terminate(15 * time.Second)
+		c.dead[victim] = true
+		t.Logf("node shut down in %v with Redis paused", took.Round(10*time.Millisecond))
+		logs := victim.logText()
+		for _, bad := range []string{"panic", "client is closed", "DATA RACE"} {
+			if strings.Contains(logs, bad) {
+				t.Errorf("%q in the logs of the node shut down:\n%s", bad, logs)
+			}
+		}
+	})
+	c.expectPresence(2 * heartbeatTTL)
+	for _, cl := range append(crowd, c.clients...) {
+		if cl.node == victim && cl.action == chatAction {
+			waitFor(t, 5*time.Second, "a leave of "+cl.user, func() bool { return leaves(cl.user) == 1 })
+		}
+	}
+	c.finish()
+}
