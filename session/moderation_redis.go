@@ -93,8 +93,14 @@ func (s *RedisStore) Block(ctx context.Context, user, other string) (bool, error
 func (s *RedisStore) Unblock(ctx context.Context, user, other string) (bool, error) {
 	var n int64
 	err := s.rt(ctx, func(ctx context.Context) (err error) {
-		n, err = s.c.SRem(ctx, s.blocksKey(user), other).Result()
-		return err
+		pipe := s.c.TxPipeline()
+		rem := pipe.SRem(ctx, s.blocksKey(user), other)
+		pipe.HDel(ctx, s.blockSeqKey(user), other)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		n = rem.Val()
+		return nil
 	})
 	return n > 0, s.fail(ctx, "unblock", err)
 }
