@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"strconv"
 )
 
 // ErrBrokerUnavailable: a message could not be routed to other nodes.
@@ -27,6 +28,7 @@ type Envelope struct {
 	User    string // target user in Action; "" = the whole action
 	Conn    string // target connection (KindDisconnect only)
 	Node    string // target node (KindDisconnect of one connection, KindProbe)
+	Seq     int64  // the message's number in its recipient's mailbox (0: none)
 	Payload []byte // the frame to write to each recipient
 }
 
@@ -58,6 +60,37 @@ type Delivery struct {
 	Missed int
 }
 
+// DirectMessage is a direct message for DirectPublisher.PublishDirect.
+type DirectMessage struct {
+	// Envelope targets the recipient (Action, User) and has no Payload:
+	// the publisher builds it from Head (and the seq it assigns).
+	Envelope *Envelope
+	Sender   string // the sender's user id ("" for the server API)
+	ID       string // the sender's canonical id for the message ("" = none)
+	// Head is the frame without its final '}' followed by `,"seq":` with a
+	// mailbox, the whole frame without one.
+	Head []byte
+	// ToSelf: the sending connection is one of the recipient's.
+	ToSelf bool
+}
+
+// DirectDelivery is what a direct message achieved.
+type DirectDelivery struct {
+	Delivery       // connections that took it, every node included
+	Seq      int64 // its number in the recipient's mailbox (0: no mailbox)
+	Dup      bool  // a resend within the dedup window: not delivered again
+	Blocked  bool  // the recipient blocks the sender: dropped
+}
+
+// DirectPublisher is a Broker that routes a direct message whole, in one
+// round trip: the recipient's blocks, its mailbox (dedup, keep, number)
+// and delivery to every node holding the recipient's connections, the
+// sending node included (through its own subscription, so that every
+// connection gets a mailbox's messages in seq order).
+type DirectPublisher interface {
+	PublishDirect(ctx context.Context, m *DirectMessage) (DirectDelivery, error)
+}
+
 // Broker carries envelopes between nodes. Implementations are safe for
 // concurrent use.
 //
@@ -87,18 +120,30 @@ type Broker interface {
 
 // MarshalBinary encodes e for the wire between nodes.
 func (e *Envelope) MarshalBinary() ([]byte, error) {
-	fields := [...]string{e.Origin, e.Exclude, e.Action, e.User, e.Conn, e.Node}
-	n := 1 + len(fields)*binary.MaxVarintLen32 + len(e.Payload)
-	for _, s := range fields {
-		n += len(s)
+	b := e.AppendHeader(make([]byte, 0, e.headerSize()+21+len(e.Payload)))
+	var seq []byte
+	if e.Seq > 0 {
+		seq = strconv.AppendInt(make([]byte, 0, 20), e.Seq, 10)
 	}
-	b := make([]byte, 0, n)
+	b = append(b, byte(len(seq)))
+	b = append(b, seq...)
+	return append(b, e.Payload...), nil
+}
+
+func (e *Envelope) headerSize() int {
+	return 1 + 6*binary.MaxVarintLen32 + len(e.Origin) + len(e.Exclude) + len(e.Action) + len(e.User) + len(e.Conn) + len(e.Node)
+}
+
+// AppendHeader appends e's wire form up to its seq field, which a Redis
+// script completes with the seq field (a length byte and the decimal
+// number, or a zero byte) and the payload.
+func (e *Envelope) AppendHeader(b []byte) []byte {
 	b = append(b, e.Kind)
-	for _, s := range fields {
+	for _, s := range [...]string{e.Origin, e.Exclude, e.Action, e.User, e.Conn, e.Node} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	return append(b, e.Payload...), nil
+	return b
 }
 
 var errBadEnvelope = errors.New("routing: malformed envelope")
@@ -119,6 +164,17 @@ func (e *Envelope) UnmarshalBinary(b []byte) error {
 		*p = string(b[k : k+int(n)])
 		b = b[k+int(n):]
 	}
-	e.Payload = b
+	if len(b) < 1 || len(b)-1 < int(b[0]) {
+		return errBadEnvelope
+	}
+	e.Seq = 0
+	if n := int(b[0]); n > 0 {
+		seq, err := strconv.ParseInt(string(b[1:1+n]), 10, 64)
+		if err != nil || seq <= 0 {
+			return errBadEnvelope
+		}
+		e.Seq = seq
+	}
+	e.Payload = b[1+int(b[0]):]
 	return nil
 }

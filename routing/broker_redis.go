@@ -11,7 +11,10 @@ import (
 	"github.com/switchboard/switchboard/session"
 )
 
-var _ Broker = (*RedisBroker)(nil)
+var (
+	_ Broker          = (*RedisBroker)(nil)
+	_ DirectPublisher = (*RedisBroker)(nil)
+)
 
 // RedisBrokerConfig configures a RedisBroker. Zero values mean the defaults.
 type RedisBrokerConfig struct {
@@ -28,6 +31,9 @@ type RedisBrokerConfig struct {
 	// ProbeInterval is how often the node publishes a probe to itself to
 	// check that its subscription still delivers. Default 2s.
 	ProbeInterval time.Duration
+	// Mailbox keeps direct messages (SPEC section 10): PublishDirect appends
+	// to it in the same script that routes. Default nil: no mailbox.
+	Mailbox *session.RedisMailbox
 	// Logger receives state changes (never per message). Default: discard.
 	Logger *slog.Logger
 }

@@ -17,23 +17,35 @@ import (
 	"github.com/switchboard/switchboard/session"
 )
 
-// pubReq is one Publish waiting for its pipeline.
+// pubReq is one Publish (or PublishDirect) waiting for its pipeline.
 type pubReq struct {
-	e    *Envelope
-	d    Delivery
-	err  error
-	done chan struct{} // receives once d and err are set
+	e      *Envelope
+	direct *DirectMessage // for PublishDirect
+	d      DirectDelivery // the result: d.Delivery for Publish
+	err    error
+	done   chan struct{} // receives once d and err are set
 }
 
 var pubReqs = sync.Pool{New: func() any { return &pubReq{done: make(chan struct{}, 1)} }}
 
 // Publish implements Broker.
 func (b *RedisBroker) Publish(ctx context.Context, e *Envelope) (Delivery, error) {
+	d, err := b.publish(ctx, e, nil)
+	return d.Delivery, err
+}
+
+// PublishDirect implements DirectPublisher: one run of the store's direct
+// route script, in the same pipelines as Publish.
+func (b *RedisBroker) PublishDirect(ctx context.Context, m *DirectMessage) (DirectDelivery, error) {
+	return b.publish(ctx, m.Envelope, m)
+}
+
+func (b *RedisBroker) publish(ctx context.Context, e *Envelope, direct *DirectMessage) (DirectDelivery, error) {
 	if !b.Healthy() {
-		return Delivery{}, fmt.Errorf("%w: redis unreachable", ErrBrokerUnavailable)
+		return DirectDelivery{}, fmt.Errorf("%w: redis unreachable", ErrBrokerUnavailable)
 	}
 	r := pubReqs.Get().(*pubReq) //nolint:forcetypeassert // the pool holds only *pubReq
-	r.e = e
+	r.e, r.direct = e, direct
 	select {
 	case b.queue <- r:
 	default:
@@ -45,9 +57,9 @@ func (b *RedisBroker) Publish(ctx context.Context, e *Envelope) (Delivery, error
 		case b.queue <- r:
 			t.Stop()
 		case <-t.C:
-			r.e = nil
+			r.e, r.direct = nil, nil
 			pubReqs.Put(r)
-			return Delivery{}, fmt.Errorf("%w: publish queue full", ErrBrokerUnavailable)
+			return DirectDelivery{}, fmt.Errorf("%w: publish queue full", ErrBrokerUnavailable)
 		}
 	}
 	select {
@@ -59,7 +71,7 @@ func (b *RedisBroker) Publish(ctx context.Context, e *Envelope) (Delivery, error
 	case <-ctx.Done():
 		// r is still in flight: the pipeline answers into its buffered
 		// channel, and r is left to the garbage collector.
-		return Delivery{}, fmt.Errorf("%w: %w", ErrBrokerUnavailable, ctx.Err())
+		return DirectDelivery{}, fmt.Errorf("%w: %w", ErrBrokerUnavailable, ctx.Err())
 	}
 }
 
@@ -138,7 +150,7 @@ func (b *RedisBroker) flush(ctx context.Context, batch []*pubReq) {
 	}
 	failed := false
 	for i, r := range batch {
-		r.d, r.err = result(r.e, cmds[i])
+		r.d, r.err = result(cmds[i], r.direct != nil)
 		if r.err != nil {
 			failed = true
 			r.err = fmt.Errorf("%w: %w", ErrBrokerUnavailable, r.err)
@@ -183,6 +195,12 @@ func (b *RedisBroker) exec(ctx context.Context, batch []*pubReq, only []bool) []
 			continue
 		}
 		e := r.e
+		if m := r.direct; m != nil {
+			d := session.Direct{Action: e.Action, User: e.User, Sender: m.Sender, ID: m.ID,
+				Header: e.AppendHeader(nil), Frame: m.Head, ToSelf: m.ToSelf}
+			cmds[i] = b.store.RouteDirect(ctx, pipe, b.cfg.Mailbox, d, b.cfg.Node, time.Now(), eval)
+			continue
+		}
 		payload, _ := e.MarshalBinary() // never fails
 		if e.Node != "" {
 			cmds[i] = b.publishNode(ctx, pipe, e.Node, payload)
@@ -203,20 +221,24 @@ func (b *RedisBroker) publishNode(ctx context.Context, c redis.Cmdable, node str
 	return c.Publish(ctx, ch, payload)
 }
 
-// result reads the answer to e's command.
-func result(e *Envelope, c redis.Cmder) (Delivery, error) {
+// result reads the answer to a request's command.
+func result(c redis.Cmder, direct bool) (DirectDelivery, error) {
 	switch c := c.(type) {
 	case *redis.Cmd:
+		if direct {
+			r, err := session.ParseDirect(c)
+			return DirectDelivery{Delivery: Delivery{Reached: r.Reached, Missed: r.Missed}, Seq: r.Seq, Dup: r.Dup, Blocked: r.Blocked}, err
+		}
 		r, err := session.ParseRoute(c)
-		return Delivery{Reached: r.Reached, Missed: r.Missed}, err
+		return DirectDelivery{Delivery: Delivery{Reached: r.Reached, Missed: r.Missed}}, err
 	case *redis.IntCmd:
 		n, err := c.Result()
 		if err == nil && n == 0 {
-			return Delivery{Missed: 1}, nil // the node is gone
+			return DirectDelivery{Delivery: Delivery{Missed: 1}}, nil // the node is gone
 		}
-		return Delivery{}, err
+		return DirectDelivery{}, err
 	default:
-		return Delivery{}, c.Err()
+		return DirectDelivery{}, c.Err()
 	}
 }
 

@@ -21,6 +21,8 @@ var (
 	ErrTooManyConnections = errors.New("session: too many connections")
 	// ErrBanned: Bind refused, the user is banned.
 	ErrBanned = errors.New("session: user banned")
+	// ErrTooManyBlocks: Block refused, the user blocks MaxBlocks users.
+	ErrTooManyBlocks = errors.New("session: too many blocked users")
 )
 
 // Binding ties one WebSocket connection to a user id and an action.
@@ -45,7 +47,9 @@ type Removed struct {
 type Store interface {
 	// Bind writes b. It reports whether b is the user's first connection in
 	// b.Action (a `join` is then owed). Either the whole binding is written or,
-	// on error, nothing of it remains.
+	// on error, nothing of it remains. It refuses a banned user with
+	// ErrBanned, and a user over the store's connection cap with
+	// ErrTooManyConnections.
 	Bind(ctx context.Context, b Binding) (first bool, err error)
 	// Unbind removes the binding of connID. ErrNotFound if there is none.
 	Unbind(ctx context.Context, connID string) (Removed, error)
@@ -79,6 +83,9 @@ type Store interface {
 	Restore(ctx context.Context, bs []Binding) error
 	// RemoveNode deletes node's heartbeat and all its bindings, returning them.
 	RemoveNode(ctx context.Context, node string) ([]Removed, error)
+	// Bans and blocks (SPEC section 12).
+	Moderation
+
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

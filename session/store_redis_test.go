@@ -19,13 +19,15 @@ import (
 func TestRedisStore(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	testStore(t, func(t *testing.T) Store { return newRedisStore(t, srv.URL(), RedisOptions{}) })
+	testStore(t, func(t *testing.T) Store { return newRedisStore(t, srv.URL(), RedisOptions{}) },
+		func(t *testing.T, n int) Store { return newRedisStore(t, srv.URL(), RedisOptions{MaxUserConnections: n}) })
 }
 
 func TestRedisClusterStore(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t)
-	testStore(t, func(t *testing.T) Store { return newRedisStore(t, cl.URL(), RedisOptions{}) })
+	testStore(t, func(t *testing.T) Store { return newRedisStore(t, cl.URL(), RedisOptions{}) },
+		func(t *testing.T, n int) Store { return newRedisStore(t, cl.URL(), RedisOptions{MaxUserConnections: n}) })
 }
 
 // newRedisStore returns a RedisStore on a client for url, with a key prefix
