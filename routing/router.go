@@ -163,6 +163,7 @@ type Router struct {
 	lost       chan struct{} // a publish found the store without this node's bindings
 	beaten     atomic.Bool   // the first heartbeat was written
 	restoredAt atomic.Int64  // unix nanos of the last rewrite of this node's bindings
+	troubleAt  atomic.Int64  // unix nanos of the last failed heartbeat or lost heartbeat
 
 	wg       sync.WaitGroup // one per connection being served
 	closing  atomic.Bool
@@ -337,6 +338,9 @@ func (r *Router) heartbeat(ctx context.Context) {
 		r.metrics.brokerUp.Set(0)
 	}
 	alive, err := r.store.Heartbeat(ctx, r.node, r.cfg.HeartbeatTTL)
+	if err != nil || !alive {
+		r.troubleAt.Store(time.Now().UnixNano())
+	}
 	if err != nil {
 		if r.storeOK.Swap(false) {
 			r.log.Error("store unreachable", "err", err)
@@ -446,7 +450,16 @@ func (r *Router) retryPending(ctx context.Context) {
 }
 
 // reap removes the bindings of dead nodes and sends the leave events they owed.
+//
+// It waits for a whole HeartbeatTTL after this node's own heartbeat failed
+// or was found expired: the store was stalled or paused then, so every
+// node's heartbeat may have expired meanwhile, though the nodes are alive;
+// each rewrites its own within a heartbeat period, and a node still without
+// one a TTL later is dead.
 func (r *Router) reap(ctx context.Context) {
+	if at := r.troubleAt.Load(); !r.storeOK.Load() || (at != 0 && time.Since(time.Unix(0, at)) < r.cfg.HeartbeatTTL) {
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	removed, err := r.store.Reap(rctx) // on error, removed still holds what was done
 	cancel()
