@@ -94,8 +94,8 @@ func crowdSize() int {
 }
 
 // dialCrowd brings n users (prefix0, prefix1, …) online on node, a few at
-// a time.
-func dialCrowd(t *testing.T, on *node, action, prefix string, n int) []*client {
+// a time; with same, every connection is of one user named prefix.
+func dialCrowd(t *testing.T, on *node, action, prefix string, n int, same ...bool) []*client {
 	t.Helper()
 	out := make([]*client, n)
 	errs := make(chan error, n)
@@ -104,7 +104,11 @@ func dialCrowd(t *testing.T, on *node, action, prefix string, n int) []*client {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			cl, err := tryOnline(on, action, prefix+strconv.Itoa(i))
+			user := prefix + strconv.Itoa(i)
+			if len(same) > 0 && same[0] {
+				user = prefix
+			}
+			cl, err := tryOnline(on, action, user)
 			if err == nil {
 				cl.t = t
 				out[i] = cl

@@ -95,7 +95,7 @@ func startNode(t testing.TB, id, redisURL string, extra ...string) *node {
 	n.start()
 	t.Cleanup(func() {
 		n.kill()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("CHAOS_LOGS") != "" {
 			t.Logf("logs of node %s:\n%s", n.id, n.logText())
 		}
 	})

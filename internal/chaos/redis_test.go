@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -157,6 +158,32 @@ func TestUnbindDuringStall(t *testing.T) {
 	c.expectPresence(2 * heartbeatTTL)
 	for _, cl := range crowd {
 		waitFor(t, 5*time.Second, "a leave of "+cl.user, func() bool { return leaves(cl.user) == 1 })
+	}
+	c.finish()
+}
+
+// Redis paused for longer than the heartbeat TTL: every heartbeat expires
+// meanwhile, though every node is alive. No node may reap the others' bindings
+// (each rewrites its own anyway) and send leave events for users who never
+// left; presence is right within twice the TTL.
+func TestRedisStallBeyondTTL(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	watcher := dialOnline(t, c.nodes[0], chatAction, "watcher")
+	c.extra = append(c.extra, watcher)
+	leaves := watchLeaves(watcher)
+	c.traffic(func() {
+		// Paused rather than stalled: what nodes send meanwhile waits and
+		// runs when the pause ends, reaps included.
+		ms := (heartbeatTTL + time.Second).Milliseconds()
+		c.redisDo("CLIENT", "PAUSE", strconv.FormatInt(ms, 10), "ALL")
+		time.Sleep(time.Duration(ms) * time.Millisecond) // traffic during the pause
+	})
+	c.expectPresence(2 * heartbeatTTL)
+	for _, cl := range c.clients {
+		if cl.action == chatAction && leaves(cl.user) != 0 {
+			t.Errorf("watcher got %d leave events of %s, who never left", leaves(cl.user), cl.user)
+		}
 	}
 	c.finish()
 }
