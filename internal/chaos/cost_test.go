@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"math"
 	"regexp"
 	"strconv"
 	"testing"
@@ -40,18 +41,23 @@ func TestRoutingCostFlat(t *testing.T) {
 		t.Fatalf("route hash of the user with %d connections: %v, want one field n0=%d", crowdConns, route, crowdConns)
 	}
 
+	// Rounds alternate, and the cheapest round of each kind counts: the
+	// machine's load only ever adds time.
+	const rounds, perRound = 3, 30
+	sent := map[string]int{}
 	perCall := func(to string, want int) float64 {
 		t.Helper()
 		if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
 		s := &stream{name: "sender>" + to, from: sender, to: to}
-		const messages = 50
-		for range messages {
+		s.sentAt = make([]time.Time, sent[to]) // numbering goes on
+		for range perRound {
 			s.send()
 			time.Sleep(sendEvery) // under the rate limit
 		}
-		for k := 1; k <= messages; k++ {
+		sent[to] += perRound
+		for k := sent[to] - perRound + 1; k <= sent[to]; k++ {
 			id := s.name + "#" + strconv.Itoa(k)
 			var a answer
 			waitFor(t, 20*time.Second, "the answer to "+id, func() bool {
@@ -67,6 +73,8 @@ func TestRoutingCostFlat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Every script the nodes ran in the round: mostly the route
+		// script, plus the odd heartbeat-time reap.
 		m := regexp.MustCompile(`cmdstat_evalsha:calls=(\d+),usec=\d+,usec_per_call=([\d.]+)`).FindStringSubmatch(info)
 		if m == nil {
 			t.Fatalf("no evalsha in commandstats:\n%s", info)
@@ -75,17 +83,19 @@ func TestRoutingCostFlat(t *testing.T) {
 		t.Logf("to %s (%d connections): %s script calls, %.2f µs per call", to, want, m[1], v)
 		return v
 	}
-	big := perCall("crowd", crowdConns)
-	small := perCall("solo", 1)
-	big2 := perCall("crowd", crowdConns)
-	ratio := min(big, big2) / small
-	t.Logf("Redis time per routed message: %.2f and %.2f µs to %d connections, %.2f µs to 1: ratio %.2f", big, big2, crowdConns, small, ratio)
+	big, small := math.Inf(1), math.Inf(1)
+	for range rounds {
+		big = min(big, perCall("crowd", crowdConns))
+		small = min(small, perCall("solo", 1))
+	}
+	ratio := big / small
+	t.Logf("Redis time per routed message: %.2f µs to %d connections, %.2f µs to 1: ratio %.2f", big, crowdConns, small, ratio)
 	if ratio > 3 {
 		t.Errorf("routing to a user with %d connections costs Redis %.1fx a user with one, want < 3x", crowdConns, ratio)
 	}
 	for _, cl := range crowd {
 		waitFor(t, 20*time.Second, "the crowd's connections to receive every message", func() bool {
-			return len(cl.received("sender>crowd")) == 100 // two rounds of 50
+			return len(cl.received("sender>crowd")) == rounds*perRound
 		})
 	}
 	c.finish()
