@@ -59,6 +59,10 @@ func (r *Router) Publish(ctx context.Context, action, to string, obj []byte) (in
 	return local + remote, err
 }
 
+// errUnreachable: the store lists recipients on nodes that could not take
+// the envelope (dead, or their subscription lost); the others took it.
+var errUnreachable = errors.New("recipients on unreachable nodes")
+
 // publish hands e to the other nodes holding its target and returns how
 // many connections there took it. Connections that the store lists on
 // nodes that could not take it (dead, or their subscription lost) make it
@@ -73,7 +77,7 @@ func (r *Router) publish(ctx context.Context, e *Envelope) (int, error) {
 	}
 	d, err := r.broker.Publish(ctx, e)
 	if err == nil && d.Missed > 0 {
-		err = fmt.Errorf("%w: %d recipients on unreachable nodes", ErrBrokerUnavailable, d.Missed)
+		err = fmt.Errorf("%w: %w: %d", ErrBrokerUnavailable, errUnreachable, d.Missed)
 	}
 	if err == nil && e.Kind == KindMessage && e.User != "" && d.Reached == 0 && r.othersRestoring() {
 		// Not user_offline: the user's bindings may not be rewritten yet.

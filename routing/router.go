@@ -160,6 +160,9 @@ type Router struct {
 	pendingMu sync.Mutex
 	pending   []string // connection ids whose Unbind failed; retried every heartbeat
 
+	leavesMu sync.Mutex
+	leaves   []pendingLeave // leave events that could not be sent; see presence_pending.go
+
 	lost       chan struct{} // a publish found the store without this node's bindings
 	beaten     atomic.Bool   // the first heartbeat was written
 	restoredAt atomic.Int64  // unix nanos of the last rewrite of this node's bindings
@@ -294,6 +297,7 @@ func (r *Router) Run(ctx context.Context) error {
 		case now := <-tick.C:
 			r.heartbeat(ctx)
 			r.retryPending(ctx)
+			r.retryLeaves(ctx)
 			if now.After(nextReap) {
 				r.reap(ctx)
 				nextReap = now.Add(jitter(reapEvery))
@@ -418,7 +422,14 @@ func (r *Router) addPending(id string) {
 
 // retryPending retries the unbinds that failed, sending the leave events
 // they owe. It stops at the first failure; the rest waits for the next tick.
+//
+// It waits while the store is not known good (the heartbeat of this tick
+// failed, or bindings are being rewritten): the leave events it owes would
+// be refused then, and lost.
 func (r *Router) retryPending(ctx context.Context) {
+	if !r.storeOK.Load() {
+		return
+	}
 	r.pendingMu.Lock()
 	pending := r.pending
 	r.pending = nil
@@ -490,7 +501,12 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	defer cancel()
-	if !r.presenceEventsAllowed(ctx, action, typ == "join") {
+	allowed, err := r.presenceEventsAllowed(ctx, action, typ == "join")
+	if err != nil && typ == "leave" {
+		r.addPendingLeave(pendingLeave{user: user, action: action})
+		return
+	}
+	if !allowed {
 		return
 	}
 	kind := KindJoin
@@ -499,7 +515,11 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 	}
 	e := &Envelope{Kind: kind, Origin: r.node, Exclude: exclude, Action: action, Payload: eventFrame(typ, user, action)}
 	r.deliverLocal(e)
-	_, _ = r.publish(ctx, e) // counted in the metrics; an event has nobody to tell
+	// Counted in the metrics; a join has nobody to tell. A leave is owed:
+	// it is retried (see retryLeaves), unless only dead nodes missed it.
+	if _, err := r.publish(ctx, e); err != nil && typ == "leave" && !errors.Is(err, errUnreachable) {
+		r.addPendingLeave(pendingLeave{user: user, action: action, local: true})
+	}
 }
 
 // presenceEventsAllowed reports whether action has at most
@@ -509,27 +529,27 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 // instead of recounting on every connect: a crowd connecting to a huge
 // action costs one count a second. Leaves always recount, so the one that
 // brings an action back under the limit is sent.
-func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cached bool) bool {
+func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cached bool) (bool, error) {
 	n, err := r.store.CountAction(ctx, action)
 	if err != nil {
-		return false
+		return false, err
 	}
 	if n <= r.cfg.PresenceEventsLimit {
-		return true
+		return true, nil
 	}
 	now := time.Now()
 	r.largeMu.Lock()
 	until, known := r.large[action]
 	r.largeMu.Unlock()
 	if cached && known && now.Before(until) {
-		return false
+		return false, nil
 	}
 	users, err := r.store.CountUsers(ctx, action)
 	if err != nil {
-		return false
+		return false, err
 	}
 	if users <= r.cfg.PresenceEventsLimit {
-		return true
+		return true, nil
 	}
 	r.largeMu.Lock()
 	for a, u := range r.large { // forget stale entries; the map stays small
@@ -539,7 +559,7 @@ func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cache
 	}
 	r.large[action] = now.Add(time.Second)
 	r.largeMu.Unlock()
-	return false
+	return false, nil
 }
 
 // deliverRemote handles an envelope from another node.
