@@ -53,6 +53,9 @@ func (r *Router) Publish(ctx context.Context, action, to string, obj []byte) (in
 		return 0, err
 	}
 	e := &Envelope{Kind: KindMessage, Origin: r.node, Action: action, User: to, Payload: payload}
+	if to != "" {
+		return r.routeDirect(ctx, nil, e, payload)
+	}
 	local := r.deliverLocal(e)
 	r.metrics.delivered[deliveryAPI].Add(float64(local))
 	remote, err := r.publish(ctx, e)

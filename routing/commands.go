@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/switchboard/switchboard/session"
 )
 
 // HandlerFunc handles a custom message type registered with Router.Handle.
@@ -68,7 +70,8 @@ type Error struct {
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // builtin are the client types the server handles itself.
-var builtin = map[string]bool{"online": true, "presence": true, "ping": true, "refresh": true, "message": true}
+var builtin = map[string]bool{"online": true, "presence": true, "ping": true, "refresh": true, "message": true,
+	"block": true, "unblock": true, "blocks": true}
 
 // Handle registers h for messages whose type is typ (for example "typing").
 // Reserved and built-in types cannot be overridden. Call it before serving.
@@ -124,6 +127,9 @@ func (r *Router) handle(c *Conn, b []byte) {
 		return
 	case "refresh":
 		r.refresh(c, b, id)
+		return
+	case "block", "unblock", "blocks":
+		r.blockRequest(c, typ, b, id)
 		return
 	default:
 		if reserved[typ] {
@@ -182,6 +188,9 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 // recipients could not be reached.
 func (r *Router) route(c *Conn, to string, out []byte) (int, error) {
 	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to, Payload: out}
+	if to != "" {
+		return r.routeDirect(context.Background(), c, e, out) //nolint:contextcheck // as below
+	}
 	local := r.deliverLocal(e)
 	kind := deliveryBroadcast
 	if to != "" {
@@ -259,4 +268,124 @@ func (r *Router) custom(c *Conn, h HandlerFunc, typ string, b []byte, f fields, 
 	}
 	r.log.Error("custom handler failed", "type", typ, "err", err)
 	r.sendError(c, CodeInternal, id, nil)
+}
+
+// routeDirect delivers a direct message (e has its target, out is the
+// frame) from sender. A broker that routes direct messages whole does it
+// in one round trip, with the block check, and every recipient (this
+// node's too) gets it through its node's subscription; otherwise blocks
+// are checked in the store, then the message goes as any other.
+//
+// c is the sending connection (nil for the server API): when the recipient
+// has connections on this node, routeDirect returns only once they were
+// handed the message, so that the sender's next message, delivered here at
+// once if it is a broadcast, cannot overtake it.
+func (r *Router) routeDirect(ctx context.Context, c *Conn, e *Envelope, out []byte) (int, error) {
+	sender, toSelf := "", false
+	if c != nil {
+		sender, toSelf = c.user, e.User == c.user
+	}
+	if dp, ok := r.broker.(DirectPublisher); ok {
+		var d DirectDelivery
+		err := fmt.Errorf("%w: %w: store unavailable or rewriting bindings", ErrBrokerUnavailable, ErrNotSent)
+		if r.storeOK.Load() {
+			echo := r.expectEcho(c, e)
+			d, err = dp.PublishDirect(ctx, &DirectMessage{Envelope: e, Sender: sender, Head: out, ToSelf: toSelf})
+			if echo != nil && err == nil && d.Reached > 0 && !d.Dup && !d.Blocked {
+				r.awaitEcho(echo)
+			}
+		}
+		if errors.Is(err, ErrNotSent) {
+			// Redis is out of reach: delivery between connections of this
+			// node goes on (SPEC section 6), without a seq (the message is
+			// not kept) and without the block check (blocks are in the
+			// store); the sender gets unavailable.
+			e.Payload = out
+			d.Reached = r.deliverLocal(e)
+			r.metrics.delivered[deliveryKind(e)].Add(float64(d.Reached))
+		}
+		if err == nil && d.Missed > 0 {
+			err = fmt.Errorf("%w: %d recipients on unreachable nodes", ErrBrokerUnavailable, d.Missed)
+		}
+		if err != nil {
+			r.metrics.publishFailed.Inc()
+			if errors.Is(err, session.ErrBindingsLost) {
+				r.bindingsLost()
+			}
+		}
+		return d.Reached, err
+	}
+	if r.blocked(ctx, e.User, sender) {
+		return 0, nil
+	}
+	local := r.deliverLocal(e)
+	r.metrics.delivered[deliveryKind(e)].Add(float64(local))
+	remote, err := r.publish(ctx, e)
+	return local + remote, err
+}
+
+// echoTimeout bounds how long a sender waits for its direct message to
+// come back through this node's subscription.
+const echoTimeout = 2 * time.Second
+
+// expectEcho returns the channel on which c hears that its direct message
+// e reached this node's recipients, or nil when there are none here (or c
+// is nil).
+func (r *Router) expectEcho(c *Conn, e *Envelope) chan struct{} {
+	if c == nil {
+		return nil
+	}
+	r.mu.RLock()
+	here := false
+	for _, rc := range r.users[e.User] {
+		if rc.action == e.Action && rc != c {
+			here = true
+			break
+		}
+	}
+	r.mu.RUnlock()
+	if !here {
+		return nil
+	}
+	c.mu.Lock()
+	if c.echo == nil {
+		c.echo = make(chan struct{}, 1)
+	}
+	echo := c.echo
+	c.mu.Unlock()
+	select {
+	case <-echo: // a late echo of an earlier message
+	default:
+	}
+	return echo
+}
+
+// awaitEcho waits for the echo, at most echoTimeout.
+func (r *Router) awaitEcho(echo chan struct{}) {
+	t := time.NewTimer(echoTimeout)
+	defer t.Stop()
+	select {
+	case <-echo:
+	case <-t.C:
+	}
+}
+
+// echoed tells the connection connID that this node's subscription
+// delivered its direct message.
+func (r *Router) echoed(connID string) {
+	r.mu.RLock()
+	c := r.conns[connID]
+	r.mu.RUnlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	echo := c.echo
+	c.mu.Unlock()
+	if echo != nil {
+		select {
+		case echo <- struct{}{}:
+		default:
+		}
+	}
 }

@@ -48,6 +48,10 @@ type Conn struct {
 	backlogBytes int
 	closeMsg     []byte
 	limiter      *rate.Limiter // created by the first message after online
+	// echo receives when this node's subscription has delivered a direct
+	// message this connection sent to a user with connections here (see
+	// Router.awaitEcho); made by the first such message.
+	echo chan struct{}
 
 	// Set before the state becomes stateOnline. (The fields are ordered
 	// to keep Conn within Go's 288-byte size class.)
@@ -339,7 +343,11 @@ func (r *Router) deliverLocal(e *Envelope) int {
 func (r *Router) disconnectLocal(e *Envelope) int {
 	conns := r.localConns(e)
 	for _, c := range conns {
-		r.disconnect(c, string(e.Payload))
+		if e.Kind == KindBan {
+			r.ban(c, string(e.Payload))
+		} else {
+			r.disconnect(c, string(e.Payload))
+		}
 	}
 	return len(conns)
 }

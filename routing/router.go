@@ -174,6 +174,9 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Node == "" {
 		return nil, errors.New("routing: Config.Node is required")
 	}
+	if !ValidNodeID(cfg.Node) {
+		return nil, fmt.Errorf("routing: node id %q: want 1-128 characters of A-Z a-z 0-9 _ . : -", cfg.Node)
+	}
 	cfg.setDefaults()
 	r := &Router{
 		cfg:     cfg,
@@ -305,6 +308,21 @@ func (r *Router) Run(ctx context.Context) error {
 // the node notices that the store lost its bindings.
 func (r *Router) heartbeatEvery() time.Duration {
 	return min(r.cfg.HeartbeatTTL/3, time.Second)
+}
+
+// ValidNodeID reports whether id may name a node: 1-128 characters of
+// A-Z a-z 0-9 _ . : - (it ends Redis channel names, after a '#').
+func ValidNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -518,11 +536,15 @@ func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cache
 }
 
 // deliverRemote handles an envelope from another node.
+//
+// Brokers do not echo a node's envelopes back to it, except direct
+// messages routed whole (DirectPublisher), which reach this node's
+// recipients this way too.
 func (r *Router) deliverRemote(e *Envelope) int {
-	if e.Origin == r.node && e.Kind != KindDisconnect {
-		return 0
+	if e.Origin == r.node && e.Exclude != "" && e.Kind == KindMessage {
+		defer r.echoed(e.Exclude)
 	}
-	if e.Kind == KindDisconnect {
+	if e.Kind == KindDisconnect || e.Kind == KindBan {
 		return r.disconnectLocal(e)
 	}
 	n := r.deliverLocal(e)

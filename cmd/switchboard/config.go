@@ -39,6 +39,7 @@ var options = []option{
 	{name: "shutdown-timeout", def: "10s", usage: "time allowed for a graceful shutdown"},
 	{name: "outbound-queue", def: "4", usage: "frames handed to a connection's socket writer at once; more wait in its backlog"},
 	{name: "outbound-buffer-bytes", def: "1048576", usage: "bytes that may wait in a connection's backlog before it is closed as a slow consumer (1008)"},
+	{name: "max-connections-per-user", def: "0", usage: "a user's connections across all actions and nodes; one more online is refused with too_many_connections (0: no cap)"},
 	{name: "jwt-secret", def: "", usage: "HMAC secret for HS256/384/512 tokens; enables auth"},
 	{name: "jwt-public-key", def: "", usage: "path to a PEM public key (RSA, ECDSA, Ed25519); enables auth"},
 	{name: "jwks-url", def: "", usage: "JWKS endpoint; enables auth"},
@@ -72,6 +73,7 @@ type config struct {
 	OnlineTimeout       time.Duration
 	RateLimit           float64
 	RateBurst           int
+	MaxConnsPerUser     int
 	PresenceEvents      bool
 	PresenceEventsLimit int
 	HeartbeatTTL        time.Duration
@@ -149,6 +151,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		ShutdownTimeout:     p.duration("shutdown-timeout"),
 		OutboundQueue:       p.int("outbound-queue"),
 		OutboundBufferBytes: p.int("outbound-buffer-bytes"),
+		MaxConnsPerUser:     p.count("max-connections-per-user"),
 		JWTSecret:           get("jwt-secret"),
 		JWTPublicKey:        get("jwt-public-key"),
 		JWKSURL:             get("jwks-url"),
@@ -188,6 +191,16 @@ func (p *parser) fail(name, v, want string) {
 	if p.err == nil {
 		p.err = fmt.Errorf("invalid %s=%q: want %s", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), v, want)
 	}
+}
+
+// count reads a non-negative integer (0 usually meaning "no limit").
+func (p *parser) count(name string) int {
+	v := p.get(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		p.fail(name, v, "a non-negative integer (0: none)")
+	}
+	return n
 }
 
 func (p *parser) int(name string) int {

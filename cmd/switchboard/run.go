@@ -158,7 +158,9 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 // openStore picks the in-memory store or Redis.
 func (s *server) openStore() error {
 	if s.cfg.RedisURL == "" {
-		s.store = session.NewMemoryStore()
+		store := session.NewMemoryStore()
+		store.SetMaxUserConnections(s.cfg.MaxConnsPerUser)
+		s.store = store
 		s.broker = routing.NewMemoryHub().Broker(s.cfg.NodeID)
 		return nil
 	}
@@ -167,7 +169,7 @@ func (s *server) openStore() error {
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	store := session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix})
+	store := session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix, MaxUserConnections: s.cfg.MaxConnsPerUser})
 	s.store = store
 	s.broker, err = routing.NewRedisBroker(store, routing.RedisBrokerConfig{
 		Node:   s.cfg.NodeID,
