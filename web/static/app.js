@@ -1,5 +1,5 @@
 // The demo page's UI. All protocol work goes through client.js.
-import { SwitchboardClient } from "./client.js";
+import { SwitchboardClient } from "./switchboard.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +25,8 @@ const ERROR_TEXT = {
   reserved_type: () => "That message type is reserved by the server.",
   rate_limited: () => "Too many messages: slow down. This one was not delivered.",
   unavailable: () => "The server's store is unavailable: the message may not have reached everyone. Try again.",
+  too_many_connections: () => "Too many connections for this user: close another tab or device.",
+  banned: () => "This user is banned from the server for now.",
   internal: () => "The server had an internal error.",
 };
 
