@@ -746,6 +746,10 @@ messageField.addEventListener("keydown", (e) => {
   e.preventDefault();
   sendMessage();
 });
+// Some input paths deliver the Enter character apart from its keydown.
+messageField.addEventListener("keypress", (e) => {
+  if (e.key === "Enter" && !e.shiftKey) e.preventDefault();
+});
 
 retryButton.addEventListener("click", () => {
   if (client) client.reconnect();
@@ -785,6 +789,23 @@ document.addEventListener("keydown", (e) => {
     peopleToggle.focus();
   }
 });
+
+// Leaving the page (closing the tab, navigating away) closes the
+// connection at once, so the others see the leave now; a page restored
+// from the back-forward cache connects again.
+window.addEventListener("pagehide", () => {
+  if (client && client.state !== "offline") {
+    client.close();
+    resumeOnShow = true;
+  }
+});
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted && resumeOnShow) {
+    resumeOnShow = false;
+    connect();
+  }
+});
+let resumeOnShow = false;
 
 // Prefill from ?user=&action= or from this tab's last connection.
 (function prefill() {
