@@ -53,6 +53,8 @@ let active = ROOM;
 let countdown = null;
 let wasOnline = false; // online since the last connect(): a drop is a loss
 let lostSaid = false; // the log said the connection was lost
+let catchUpTo = 0; // messages up to this seq were sent while we were away
+let readSeq = 0; // the read cursor this page last sent
 let backTimer = null;
 
 conversations.set(ROOM, { key: ROOM, peer: null, items: [], unread: 0 });
@@ -106,6 +108,7 @@ function connect() {
   if (client) client.close();
   wasOnline = false;
   lostSaid = false;
+  readSeq = 0;
   hideBanner();
   if (action !== act || lastUserId !== userId) resetConversations();
   action = act;
@@ -202,6 +205,7 @@ function onReady(session) {
   else system(ROOM, `Connected as ${me} to ${session.action}.`);
   wasOnline = true;
   lostSaid = false;
+  catchUpTo = typeof session.seq === "number" ? session.seq : 0;
   sendButton.disabled = false;
   for (const item of pending.values()) if (!item.settled) item.setNote("Sending…", "pending");
   if (focusAfterReady) {
@@ -518,8 +522,6 @@ function markRead() {
     client.read(readSeq).catch(() => {});
   }
 }
-let readSeq = 0;
-
 function updateTitle() {
   let n = 0;
   for (const c of conversations.values()) n += c.unread;
@@ -668,6 +670,9 @@ function onMessage(msg) {
     direct: msg.to !== undefined,
     to: from === null && msg.to !== undefined ? "you only" : null,
   });
+  // Sent while this page was away (replayed from the mailbox): marked new
+  // even in the conversation on screen.
+  if (typeof msg.seq === "number" && msg.seq <= catchUpTo) item.el.classList.add("unread");
   addItem(key, item);
   if (key === active && !document.hidden) markRead();
 }
