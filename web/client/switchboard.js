@@ -496,7 +496,11 @@ export class SwitchboardClient extends EventTarget {
         return;
       }
       this._pongDue = true;
-      this.sendRaw({ type: "ping" });
+      try {
+        this.sendRaw({ type: "ping" });
+      } catch {
+        return; // closing: its close event decides what comes next
+      }
       this._schedulePing();
     });
   }
@@ -523,7 +527,11 @@ export class SwitchboardClient extends EventTarget {
         return;
       }
       if (gen !== this._gen || this.state !== "online") return;
-      this.refresh(token);
+      try {
+        this.refresh(token);
+      } catch {
+        // closing: the next connection uses getToken anyway
+      }
     });
   }
 
