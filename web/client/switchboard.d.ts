@@ -166,6 +166,8 @@ export interface EventMap {
   status: Status;
   refreshed: Refreshed;
   gap: Gap;
+  /** The answer to `{"type":"blocks"}`: the users this user blocks. */
+  blocks: { type: "blocks"; users: string[] };
   outbox: { size: number };
 }
 

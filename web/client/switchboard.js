@@ -341,7 +341,9 @@ export class SwitchboardClient extends EventTarget {
         this._emit("refreshed", msg);
         return;
       default:
-        if (EVENT_TYPES.has(msg.type)) {
+        // Server events carry no `from`; a client's message of such a
+        // type (a custom type the server does not reserve) stays a message.
+        if (EVENT_TYPES.has(msg.type) && msg.from === undefined) {
           this._emit(msg.type, msg);
           return;
         }

@@ -599,7 +599,8 @@ test("events: presence, join, leave, custom types as messages, status stops", as
     s.receive({ type: "join", user_id: "carol", action: "chat" });
     s.receive({ type: "leave", user_id: "carol", action: "chat" });
     s.receive({ type: "typing", from: "bob", action: "chat", ts: 1 });
-    eq(events.filter(([t]) => t !== "state").map(([t]) => t), ["ready", "presence", "join", "leave", "message"], "event types");
+    s.receive({ type: "blocks", from: "bob", action: "chat", ts: 1 }); // a client's custom type
+    eq(events.filter(([t]) => t !== "state").map(([t]) => t), ["ready", "presence", "join", "leave", "message", "message"], "event types");
     let detail;
     const off = c.on("message", (m) => (detail = m));
     s.receive({ type: "message", from: "bob", action: "chat", ts: 2, text: "hi" });

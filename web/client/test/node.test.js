@@ -4,6 +4,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket, { WebSocketServer } from "ws";
 import { cases } from "./cases.js";
+import { readFileSync } from "node:fs";
+import * as pkg from "../switchboard.js";
 import { SwitchboardClient } from "../switchboard.js";
 
 for (const [name, fn] of cases) test(name, fn);
@@ -60,4 +62,10 @@ test("ws: signs in, sends, resends a direct message after a drop, resumes", asyn
 
 test("Node without a global WebSocket: the error names the option", { skip: typeof globalThis.WebSocket === "function" && "this Node has a global WebSocket" }, () => {
   assert.throws(() => new SwitchboardClient({ url: "ws://127.0.0.1:1/ws", action: "chat" }), /pass the `WebSocket` option/);
+});
+
+test("switchboard.d.ts declares exactly the module's exports", () => {
+  const dts = readFileSync(new URL("../switchboard.d.ts", import.meta.url), "utf8");
+  const declared = [...dts.matchAll(/^export (?:class|function|const) (\w+)/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(declared, Object.keys(pkg).sort());
 });
