@@ -60,7 +60,7 @@ func TestBrowserReconnect(t *testing.T) {
 	alice.waitLog("Waiting for the connection…")
 
 	startServer(t, bin, addrA, envA...)
-	alice.waitStatus("Online as alice in chat")
+	alice.waitBackOnline("Online as alice in chat")
 	alice.waitLog("Connection is back.")
 	alice.waitCount("Delivered to 1 connection.", 2)
 	bob.waitLog(typed)
@@ -171,6 +171,28 @@ func (p *page) waitFolded() {
 	p.waitFor("the settings folded", func() (bool, string) {
 		d := run(p, "reading the form's display", chromedp.Evaluate[string](`getComputedStyle(document.getElementById('connect')).display`))
 		return d == "none", "display: " + d
+	})
+}
+
+// waitBackOnline waits for the status to start with prefix after the
+// server came back, pressing the banner's "Retry now" whenever the page is
+// waiting out a backoff delay (which may be long after a few failed
+// attempts), as an impatient user does.
+func (p *page) waitBackOnline(prefix string) {
+	p.t.Helper()
+	p.waitFor("status "+prefix, func() (bool, string) {
+		s := p.status()
+		if strings.HasPrefix(s, prefix) {
+			return true, s
+		}
+		run(p, "pressing Retry now", chromedp.Evaluate[bool](`(() => {
+			const b = document.getElementById('retry');
+			const waiting = document.getElementById('status').dataset.state === 'reconnecting';
+			if (!waiting || b.hidden || document.getElementById('banner').hidden) return false;
+			b.click();
+			return true;
+		})()`))
+		return false, s
 	})
 }
 

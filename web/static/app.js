@@ -147,7 +147,10 @@ function onState(s) {
   switch (s.state) {
     case "connecting":
       if (!wasOnline) setStatus("Connecting…");
-      else showBanner("lost", "Connection lost. Connecting…");
+      else {
+        setStatus("Reconnecting…");
+        showBanner("lost", "Connection lost. Connecting…");
+      }
       break;
     case "online":
       setStatus(`Online as ${s.session.user_id} in ${s.session.action}`);
