@@ -40,10 +40,25 @@ func TestClientBrowser(t *testing.T) {
 // shared unit tests and a test against a real `ws` server.
 func TestClientNode(t *testing.T) {
 	npmInstall(t)
-	cmd := exec.Command("node", "--test", "test/")
+	cmd := exec.Command("node", "--test", "test/node.test.js")
 	cmd.Dir = clientDir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("node --test in web/client: %v\n%s", err, out)
+	}
+}
+
+// TestClientNodeServer runs client/e2e/server.js in Node against the
+// real server binary: the client with the `ws` package, as on Node 18-21.
+func TestClientNodeServer(t *testing.T) {
+	npmInstall(t)
+	bin := buildServer(t)
+	addr := freeAddr(t)
+	startServer(t, bin, addr)
+	cmd := exec.Command("node", "e2e/server.js")
+	cmd.Dir = clientDir
+	cmd.Env = append(os.Environ(), "SWITCHBOARD_URL=ws://"+addr+"/ws")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("node e2e/server.js: %v\n%s", err, out)
 	}
 }
 
