@@ -162,6 +162,14 @@ func TestBrowserDetails(t *testing.T) {
 
 	bot.close()
 	alice.waitLog(long + " left.")
+
+	// Disconnected, Enter says that the message was not sent.
+	alice.do("clicking Disconnect", chromedp.Click(label("button", "Disconnect"), byName("button", "Disconnect")))
+	alice.waitStatus("Offline")
+	alice.waitLog("Disconnected.")
+	alice.do("sending while disconnected",
+		chromedp.SendKeys(label("textbox", "Message"), "into the void\r", byName("textbox", "Message")))
+	alice.waitLog("Not connected: the message was not sent.")
 	alice.checkNoErrors()
 }
 

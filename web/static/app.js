@@ -163,7 +163,7 @@ function onState(s) {
       startCountdown(s.at);
       break;
     case "offline": {
-      connectionLost();
+      connectionLost(s.reason === "closed" && !s.error ? "Disconnected." : "Connection lost.");
       let why = "";
       if (s.error) why = errorText(s.error);
       else if (s.reason && s.reason !== "closed") why = s.reason;
@@ -220,7 +220,7 @@ function onReady(session) {
 
 // connectionLost runs on every state that is not online; the first after
 // being online says so in the conversation.
-function connectionLost() {
+function connectionLost(text = "Connection lost. Messages you send now go out when it is back.") {
   if (users.size || me) {
     users.clear();
     renderUsers();
@@ -230,7 +230,7 @@ function connectionLost() {
   }
   if (wasOnline && !lostSaid) {
     lostSaid = true;
-    everywhere("Connection lost. Messages you send now go out when it is back.", "conn lost");
+    everywhere(text, "conn lost");
   }
 }
 // everywhere adds a system line to every open conversation, so the one on
