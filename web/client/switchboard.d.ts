@@ -199,6 +199,11 @@ export class SwitchboardError extends Error {
   readonly detail?: ServerError;
 }
 
+/** A listener as EventTarget takes it (declared here so Node-only projects need no DOM types). */
+export type Listener = ((ev: Event) => void) | { handleEvent(ev: Event): void } | null;
+/** addEventListener's options, as EventTarget takes them. */
+export type ListenerOptions = boolean | { capture?: boolean; once?: boolean; passive?: boolean; signal?: AbortSignal };
+
 export class SwitchboardClient extends EventTarget {
   constructor(options: ClientOptions);
   readonly options: Readonly<ClientOptions>;
@@ -228,15 +233,15 @@ export class SwitchboardClient extends EventTarget {
   addEventListener<K extends keyof EventMap>(
     type: K,
     listener: (ev: CustomEvent<EventMap[K]>) => void,
-    options?: boolean | AddEventListenerOptions,
+    options?: ListenerOptions,
   ): void;
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: Listener, options?: ListenerOptions): void;
   removeEventListener<K extends keyof EventMap>(
     type: K,
     listener: (ev: CustomEvent<EventMap[K]>) => void,
-    options?: boolean | EventListenerOptions,
+    options?: boolean | { capture?: boolean },
   ): void;
-  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: Listener, options?: boolean | { capture?: boolean }): void;
 }
 
 /** The wait before reconnect attempt `attempt` (from 0): uniform in [0, min(max, min·2^attempt)). */

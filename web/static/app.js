@@ -233,6 +233,7 @@ function connectionLost(text = "Connection lost. Messages you send now go out wh
     everywhere(text, "conn lost");
   }
 }
+
 // everywhere adds a system line to every open conversation, so the one on
 // screen says it whichever it is.
 function everywhere(text, kind) {
