@@ -197,6 +197,9 @@ export class SwitchboardClient extends EventTarget {
       entry = { id, msg, resolve, reject, written: false, lastError: null, retry: null, timer: null };
     });
     p.id = id;
+    // A send nobody awaits must not end a Node process with an unhandled
+    // rejection; whoever awaits it still gets the error.
+    p.catch(() => {});
     if (this._outbox.has(id)) {
       entry.reject(new SwitchboardError("duplicate_id", `switchboard: a message with id ${id} is already waiting`));
       return p;

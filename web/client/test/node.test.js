@@ -69,3 +69,18 @@ test("switchboard.d.ts declares exactly the module's exports", () => {
   const declared = [...dts.matchAll(/^export (?:class|function|const) (\w+)/gm)].map((m) => m[1]).sort();
   assert.deepEqual(declared, Object.keys(pkg).sort());
 });
+
+test("a failed send nobody awaits is not an unhandled rejection", async () => {
+  const unhandled = [];
+  const on = (reason) => unhandled.push(reason);
+  process.on("unhandledRejection", on);
+  try {
+    const c = new SwitchboardClient({ url: "ws://127.0.0.1:1/ws", action: "chat", WebSocket, storage: null });
+    c.send({ text: "never awaited" });
+    c.close(); // fails it with "closed"
+    await new Promise((r) => setTimeout(r, 50));
+  } finally {
+    process.off("unhandledRejection", on);
+  }
+  assert.deepEqual(unhandled, []);
+});
