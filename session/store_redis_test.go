@@ -20,14 +20,18 @@ func TestRedisStore(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	testStore(t, func(t *testing.T) Store { return newRedisStore(t, srv.URL(), RedisOptions{}) },
-		func(t *testing.T, n int) Store { return newRedisStore(t, srv.URL(), RedisOptions{MaxUserConnections: n}) })
+		func(t *testing.T, n int) Store {
+			return newRedisStore(t, srv.URL(), RedisOptions{MaxUserConnections: n})
+		})
 }
 
 func TestRedisClusterStore(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t)
 	testStore(t, func(t *testing.T) Store { return newRedisStore(t, cl.URL(), RedisOptions{}) },
-		func(t *testing.T, n int) Store { return newRedisStore(t, cl.URL(), RedisOptions{MaxUserConnections: n}) })
+		func(t *testing.T, n int) Store {
+			return newRedisStore(t, cl.URL(), RedisOptions{MaxUserConnections: n})
+		})
 }
 
 // newRedisStore returns a RedisStore on a client for url, with a key prefix
