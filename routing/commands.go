@@ -56,8 +56,17 @@ func (q *Request) Deliver(ctx context.Context) (int, error) {
 		}
 	}
 	res := make(chan routed, 1)
-	q.r.route(q.Conn, to, stamp(q.Conn.stampPrefix(), q.Message, true, time.Now().UnixMilli()),
-		func(n int, err error) { res <- routed{n, err} })
+	out := stamp(q.Conn.stampPrefix(), q.Message, true, time.Now().UnixMilli())
+	if r := q.r; r.mbox != nil && to != "" {
+		c := q.Conn
+		e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to, SelfCounted: to == c.user}
+		r.routeDirect(ctx, direct{e: e, sender: c.user, head: mailHead(out)}, func(d directResult) { res <- routed{d.delivered, d.err} })
+	} else {
+		if q.r.mbox != nil {
+			out = dropSeq(out)
+		}
+		q.r.route(q.Conn, to, out, func(n int, err error) { res <- routed{n, err} })
+	}
 	select {
 	case x := <-res:
 		return x.n, x.err
@@ -86,7 +95,7 @@ var builtin = map[string]bool{"online": true, "presence": true, "ping": true, "r
 // Handle registers h for messages whose type is typ (for example "typing").
 // Reserved and built-in types cannot be overridden. Call it before serving.
 func (r *Router) Handle(typ string, h HandlerFunc) error {
-	if typ == "" || reserved[typ] || builtin[typ] {
+	if typ == "" || reserved[typ] || builtin[typ] || (typ == "read" && r.mbox != nil) {
 		return fmt.Errorf("routing: type %q is reserved", typ)
 	}
 	r.mu.Lock()
@@ -139,6 +148,10 @@ func (r *Router) handle(c *Conn, b []byte) {
 		r.refresh(c, b, id)
 		return
 	default:
+		if typ == "read" && r.mbox != nil {
+			r.readMsg(c, b, id)
+			return
+		}
 		if reserved[typ] {
 			r.sendError(c, CodeReservedType, id, nil)
 			return
@@ -175,6 +188,13 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 		to = t
 	}
 	out := stamp(c.stampPrefix(), b, f.typ != nil, time.Now().UnixMilli())
+	if r.mbox != nil {
+		if to != "" {
+			r.messageDirect(c, out, to, id)
+			return
+		}
+		out = dropSeq(out) // only kept direct messages carry a seq
+	}
 	var done func(int, error)
 	if id != nil || to != "" {
 		rawTo := f.to

@@ -74,6 +74,7 @@ type server struct {
 	cfg      config
 	log      *slog.Logger
 	store    session.Store
+	mailbox  session.Mailbox // nil with MAILBOX=false
 	broker   routing.Broker
 	closers  []func() error // run after the router has shut down, in order
 	verifier *auth.Verifier
@@ -126,6 +127,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		HeartbeatTTL:        cfg.HeartbeatTTL,
 		OutboundQueue:       cfg.OutboundQueue,
 		OutboundBufferBytes: cfg.OutboundBufferBytes,
+		Mailbox:             s.mailbox,
 		Registerer:          reg,
 		Logger:              log,
 	})
@@ -157,9 +159,13 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 
 // openStore picks the in-memory store or Redis.
 func (s *server) openStore() error {
+	mopts := session.MailboxOptions{Size: s.cfg.MailboxSize, TTL: s.cfg.MailboxTTL, DedupWindow: s.cfg.DedupWindow}
 	if s.cfg.RedisURL == "" {
 		s.store = session.NewMemoryStore()
 		s.broker = routing.NewMemoryHub().Broker(s.cfg.NodeID)
+		if s.cfg.Mailbox {
+			s.mailbox = session.NewMemoryMailbox(mopts, s.cfg.MailboxMemoryLimit)
+		}
 		return nil
 	}
 	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
@@ -168,6 +174,9 @@ func (s *server) openStore() error {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	s.store = session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix})
+	if s.cfg.Mailbox {
+		s.mailbox = session.NewRedisMailbox(client, s.cfg.RedisPrefix, mopts)
+	}
 	s.broker = routing.NewRedisBroker(client, routing.RedisBrokerConfig{
 		Node:   s.cfg.NodeID,
 		Prefix: s.cfg.RedisPrefix,
