@@ -397,6 +397,7 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 		return true
 	}
 	for {
+		before := served
 		cu.mu.Lock()
 		cu.overflow = false
 		cu.mu.Unlock()
@@ -423,9 +424,12 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 			cu.liveSize -= len(cu.live[0].Frame)
 			cu.live = cu.live[1:]
 		}
-		if cu.overflow || (len(cu.live) > 0 && cu.live[0].Seq > pos+1) {
+		// Live frames were dropped, or the first held one is not next:
+		// read again. (A gap that a read cannot fill is gone from the
+		// mailbox: the held frames follow it.)
+		if cu.overflow || (len(cu.live) > 0 && cu.live[0].Seq > pos+1 && served > before) {
 			cu.mu.Unlock()
-			continue // some were dropped, or came before the read ended: read again
+			continue
 		}
 		if cu.liveSize > budget {
 			live := cu.live

@@ -133,7 +133,7 @@ func TestMailboxOfflineCatchUp(t *testing.T) {
 func TestMailboxReconnectMidStream(t *testing.T) {
 	n := startNode(t, "--rate-limit", "100000", "--rate-burst", "100000", "--mailbox-size", "10000")
 	alice := n.online(t, "chat", "alice")
-	const total = 2000
+	const total = 5000
 	var got []int64
 	bob := n.onlineSince(t, "chat", "bob", 0)
 	done := make(chan struct{})
@@ -143,14 +143,14 @@ func TestMailboxReconnectMidStream(t *testing.T) {
 			if err := alice.ws.WriteJSON(map[string]any{"to": "bob", "text": fmt.Sprint(i)}); err != nil {
 				return
 			}
-			if i%100 == 0 {
+			if i%20 == 0 {
 				time.Sleep(time.Millisecond) // spread over the reconnects
 			}
 		}
 	}()
 	for round := 0; len(got) < total; round++ {
-		want := min(total-len(got), 150+rand.IntN(150))
-		if round >= 5 {
+		want := min(total-len(got), 50+rand.IntN(200))
+		if round >= 40 {
 			want = total - len(got)
 		}
 		seqs, _ := bob.mails(want, mailWait)
