@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard/switchboard/internal/redistest"
 	"github.com/switchboard/switchboard/routing"
 )
 
@@ -385,7 +387,24 @@ func TestMailboxSeqOwnedByServer(t *testing.T) {
 }
 
 func TestMailboxAPI(t *testing.T) {
-	n := startNode(t, "--admin-token", testAdminToken)
+	mailboxAPIScenario(t, startNode(t, "--admin-token", testAdminToken))
+}
+
+func TestMailboxAPIRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	n := startNode(t, "--admin-token", testAdminToken, "--redis-url", rs.URL())
+	mailboxAPIScenario(t, n)
+	// The mailbox is a Redis Stream under the documented key.
+	rdb := rs.Client()
+	if got := rdb.XLen(t.Context(), "sb:mbox:{bob}:chat").Val(); got != 1 {
+		t.Errorf("XLEN sb:mbox:{bob}:chat = %d, want 1", got)
+	}
+	if got := rdb.HGet(t.Context(), "sb:mboxmeta:{bob}:chat", "seq").Val(); got != "6" {
+		t.Errorf("sb:mboxmeta:{bob}:chat seq = %q, want 6", got)
+	}
+}
+
+func mailboxAPIScenario(t *testing.T, n *testNode) {
 	alice := n.online(t, "chat", "alice")
 	for i := range 3 {
 		alice.send(map[string]any{"to": "bob", "text": fmt.Sprint(i)})
@@ -535,6 +554,73 @@ func drainSeqs(c *client) []int64 {
 			if s, ok := m["seq"].(float64); ok {
 				seqs = append(seqs, int64(s))
 			}
+		}
+	}
+}
+
+// TestMailboxRedisNodes: with Redis, a recipient offline while 500
+// messages come from two senders on two nodes connects to a third node
+// with since 0 and gets all of them, in seq order, exactly once.
+func TestMailboxRedisNodes(t *testing.T) {
+	_, ns := startCluster(t, 3, "--rate-limit", "100000", "--rate-burst", "100000")
+	const each = 250
+	var wg sync.WaitGroup
+	senders := []*client{ns[0].online(t, "chat", "alice"), ns[1].online(t, "chat", "carol")}
+	for _, c := range senders {
+		wg.Go(func() {
+			for i := range each {
+				if err := c.ws.WriteJSON(map[string]any{"to": "bob", "id": i, "text": fmt.Sprint(i)}); err != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range senders {
+		for i := range each {
+			if a := c.expect("ack"); a["id"] != float64(i) || a["seq"] == nil {
+				t.Fatalf("%s: ack %v, want id %d with a seq", c.name, a, i)
+			}
+		}
+	}
+	bob := ns[2].onlineSince(t, "chat", "bob", 0)
+	if bob.ready["seq"] != float64(2*each) {
+		t.Fatalf("ready = %v, want seq %d", bob.ready, 2*each)
+	}
+	seqs, _ := bob.mails(2*each, mailWait)
+	assertRun(t, "bob", seqs, 1, 2*each)
+	bob.expectNothing(100 * time.Millisecond)
+}
+
+// TestMailboxNodeKilled: a node killed with SIGKILL loses no message that
+// was acked with a seq: the recipient gets them all from another node.
+func TestMailboxNodeKilled(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SIGKILL test runs on Linux")
+	}
+	rs, ns := startCluster(t, 1)
+	dying := startBinary(t, buildBinary(t), "--redis-url", rs.URL(), "--node-id", "doomed",
+		"--rate-limit", "100000", "--rate-burst", "100000")
+	alice := dying.online(t, "chat", "alice")
+	const total = 300
+	for i := range total {
+		alice.send(map[string]any{"to": "bob", "id": i, "text": fmt.Sprint(i)})
+	}
+	acked := map[int64]bool{}
+	for range total / 2 {
+		a := alice.expect("ack")
+		acked[int64(a["seq"].(float64))] = true
+	}
+	if err := dying.cmd.Process.Kill(); err != nil { // SIGKILL, mid-stream
+		t.Fatal(err)
+	}
+	bob := ns[0].onlineSince(t, "chat", "bob", 0)
+	latest := int64(bob.ready["seq"].(float64))
+	seqs, _ := bob.mails(int(latest), mailWait)
+	assertRun(t, "bob", seqs, 1, latest)
+	for s := range acked {
+		if s > latest {
+			t.Fatalf("acked seq %d lost (the mailbox ends at %d)", s, latest)
 		}
 	}
 }
