@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -34,6 +35,11 @@ import (
 //	DELETE /api/users/{user_id}/ban         → {"user_id","banned":false,"lifted":bool}
 //	GET    /api/users/{user_id}/blocks      → {"user_id","blocks":[…]}
 //	PUT    /api/users/{user_id}/blocks/{other}, DELETE … → {"user_id","blocks":[…]}
+//	GET    /api/users/{user_id}/mailbox?action=A&since=S&limit=N
+//	                                        → {"user_id","action","messages":[…],"seq","read","gap"}
+//	DELETE /api/users/{user_id}/mailbox[?action=A] → {"deleted":N}
+//
+// The mailbox calls answer 400 when the mailbox is off (MAILBOX=false).
 //
 // Every request needs `Authorization: Bearer {adminToken}` (401 otherwise);
 // the token is compared in constant time. DELETE calls take an optional
@@ -70,6 +76,10 @@ func (r *Router) API(adminToken string) http.Handler {
 	mux.Handle("/api/users/{user_id}/blocks/{other}", methods{
 		http.MethodPut:    a.call("block", a.block),
 		http.MethodDelete: a.call("unblock", a.unblock),
+	})
+	mux.Handle("/api/users/{user_id}/mailbox", methods{
+		http.MethodGet:    a.call("mailbox_read", a.readMailbox),
+		http.MethodDelete: a.call("mailbox_erase", a.eraseMailbox),
 	})
 	mux.Handle("/api/connections/{connection_id}", methods{
 		http.MethodDelete: a.call("disconnect_connection", a.disconnectConn),
@@ -219,7 +229,7 @@ func (a *api) publish(w http.ResponseWriter, req *http.Request) (int, any) {
 			return http.StatusBadRequest, apiError{errToText}
 		}
 	}
-	n, err := a.r.Publish(req.Context(), action, to, b)
+	n, seq, err := a.r.PublishSeq(req.Context(), action, to, b)
 	if err != nil {
 		status, body := a.fail(err)
 		if status == http.StatusServiceUnavailable {
@@ -230,6 +240,12 @@ func (a *api) publish(w http.ResponseWriter, req *http.Request) (int, any) {
 			}{body.(apiError).Error, n}
 		}
 		return status, body
+	}
+	if seq > 0 {
+		return http.StatusOK, struct {
+			Delivered int   `json:"delivered"`
+			Seq       int64 `json:"seq"`
+		}{n, seq}
 	}
 	return http.StatusOK, struct {
 		Delivered int `json:"delivered"`
@@ -431,4 +447,55 @@ func (a *api) disconnectConn(w http.ResponseWriter, req *http.Request) (int, any
 		return status, body
 	}
 	return a.disconnected(a.r.DisconnectConn(req.Context(), req.PathValue("connection_id"), reason))
+}
+
+// queryInt reads a non-negative integer query parameter, def when absent.
+func queryInt(req *http.Request, name string, def int64) (int64, bool) {
+	v := req.URL.Query().Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+func (a *api) readMailbox(_ http.ResponseWriter, req *http.Request) (int, any) {
+	user, action := req.PathValue("user_id"), req.URL.Query().Get("action")
+	if action == "" {
+		return http.StatusBadRequest, apiError{"missing action: ?action=A"}
+	}
+	since, ok := queryInt(req, "since", 0)
+	if !ok {
+		return http.StatusBadRequest, apiError{"since must be a non-negative integer"}
+	}
+	limit, ok := queryInt(req, "limit", DefaultMailboxLimit)
+	if !ok || limit == 0 || limit > MaxMailboxLimit {
+		return http.StatusBadRequest, apiError{fmt.Sprintf("limit must be an integer from 1 to %d", MaxMailboxLimit)}
+	}
+	p, err := a.r.ReadMailbox(req.Context(), user, action, since, int(limit))
+	if err != nil {
+		return a.fail(err)
+	}
+	msgs := make([]json.RawMessage, len(p.Mails))
+	for i, m := range p.Mails {
+		msgs[i] = m.Frame
+	}
+	return http.StatusOK, struct {
+		UserID   string            `json:"user_id"`
+		Action   string            `json:"action"`
+		Messages []json.RawMessage `json:"messages"`
+		Seq      int64             `json:"seq"`
+		Read     int64             `json:"read"`
+		Gap      bool              `json:"gap"`
+	}{user, action, msgs, p.Latest, p.Read, p.Gap}
+}
+
+func (a *api) eraseMailbox(_ http.ResponseWriter, req *http.Request) (int, any) {
+	n, err := a.r.EraseMailbox(req.Context(), req.PathValue("user_id"), req.URL.Query().Get("action"))
+	if err != nil {
+		return a.fail(err)
+	}
+	return http.StatusOK, struct {
+		Deleted int `json:"deleted"`
+	}{n}
 }

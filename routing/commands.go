@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-
-	"github.com/switchboard/switchboard/session"
 )
 
 // HandlerFunc handles a custom message type registered with Router.Handle.
@@ -76,7 +74,7 @@ var builtin = map[string]bool{"online": true, "presence": true, "ping": true, "r
 // Handle registers h for messages whose type is typ (for example "typing").
 // Reserved and built-in types cannot be overridden. Call it before serving.
 func (r *Router) Handle(typ string, h HandlerFunc) error {
-	if typ == "" || reserved[typ] || builtin[typ] {
+	if typ == "" || reserved[typ] || builtin[typ] || (typ == "read" && r.mbox != nil) {
 		return fmt.Errorf("routing: type %q is reserved", typ)
 	}
 	r.mu.Lock()
@@ -132,6 +130,10 @@ func (r *Router) handle(c *Conn, b []byte) {
 		r.blockRequest(c, typ, b, id)
 		return
 	default:
+		if typ == "read" && r.mbox != nil {
+			r.readMsg(c, b, id)
+			return
+		}
 		if reserved[typ] {
 			r.sendError(c, CodeReservedType, id, nil)
 			return
@@ -169,13 +171,34 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 	}
 	out := stamp(c.stampPrefix(), b, f.typ != nil, time.Now().UnixMilli())
 	start := time.Now()
-	n, err := r.route(c, to, out)
+	if to != "" {
+		res := r.directFrom(c, to, out, id)
+		r.metrics.routeLatency.Observe(time.Since(start).Seconds())
+		switch {
+		case res.dup:
+			r.metrics.mailDuplicates.Inc()
+			if id != nil {
+				c.write(ackSeqFrame(id, 0, res.seq))
+			}
+		case res.err != nil:
+			r.sendError(c, CodeUnavailable, id, nil)
+		case r.mbox == nil && res.delivered == 0 && to != c.user:
+			r.sendError(c, CodeUserOffline, id, f.to)
+		case id != nil && res.seq > 0:
+			c.write(ackSeqFrame(id, res.delivered, res.seq))
+		case id != nil:
+			c.write(ackFrame(id, res.delivered))
+		}
+		return
+	}
+	if r.mbox != nil {
+		out = dropSeq(out) // only kept direct messages carry a seq
+	}
+	n, err := r.route(c, "", out)
 	r.metrics.routeLatency.Observe(time.Since(start).Seconds())
 	switch {
 	case err != nil:
 		r.sendError(c, CodeUnavailable, id, nil)
-	case to != "" && n == 0 && to != c.user:
-		r.sendError(c, CodeUserOffline, id, f.to)
 	case id != nil:
 		c.write(ackFrame(id, n))
 	}
@@ -189,7 +212,8 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 func (r *Router) route(c *Conn, to string, out []byte) (int, error) {
 	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to, Payload: out}
 	if to != "" {
-		return r.routeDirect(context.Background(), c, e, out) //nolint:contextcheck // as below
+		res := r.directFrom(c, to, out, nil)
+		return res.delivered, res.err
 	}
 	local := r.deliverLocal(e)
 	kind := deliveryBroadcast
@@ -268,60 +292,6 @@ func (r *Router) custom(c *Conn, h HandlerFunc, typ string, b []byte, f fields, 
 	}
 	r.log.Error("custom handler failed", "type", typ, "err", err)
 	r.sendError(c, CodeInternal, id, nil)
-}
-
-// routeDirect delivers a direct message (e has its target, out is the
-// frame) from sender. A broker that routes direct messages whole does it
-// in one round trip, with the block check, and every recipient (this
-// node's too) gets it through its node's subscription; otherwise blocks
-// are checked in the store, then the message goes as any other.
-//
-// c is the sending connection (nil for the server API): when the recipient
-// has connections on this node, routeDirect returns only once they were
-// handed the message, so that the sender's next message, delivered here at
-// once if it is a broadcast, cannot overtake it.
-func (r *Router) routeDirect(ctx context.Context, c *Conn, e *Envelope, out []byte) (int, error) {
-	sender, toSelf := "", false
-	if c != nil {
-		sender, toSelf = c.user, e.User == c.user
-	}
-	if dp, ok := r.broker.(DirectPublisher); ok {
-		var d DirectDelivery
-		err := fmt.Errorf("%w: %w: store unavailable or rewriting bindings", ErrBrokerUnavailable, ErrNotSent)
-		if r.storeOK.Load() {
-			echo := r.expectEcho(c, e)
-			d, err = dp.PublishDirect(ctx, &DirectMessage{Envelope: e, Sender: sender, Head: out, ToSelf: toSelf})
-			if echo != nil && err == nil && d.Reached > 0 && !d.Dup && !d.Blocked {
-				r.awaitEcho(echo)
-			}
-		}
-		if errors.Is(err, ErrNotSent) {
-			// Redis is out of reach: delivery between connections of this
-			// node goes on (SPEC section 6), without a seq (the message is
-			// not kept) and without the block check (blocks are in the
-			// store); the sender gets unavailable.
-			e.Payload = out
-			d.Reached = r.deliverLocal(e)
-			r.metrics.delivered[deliveryKind(e)].Add(float64(d.Reached))
-		}
-		if err == nil && d.Missed > 0 {
-			err = fmt.Errorf("%w: %d recipients on unreachable nodes", ErrBrokerUnavailable, d.Missed)
-		}
-		if err != nil {
-			r.metrics.publishFailed.Inc()
-			if errors.Is(err, session.ErrBindingsLost) {
-				r.bindingsLost()
-			}
-		}
-		return d.Reached, err
-	}
-	if r.blocked(ctx, e.User, sender) {
-		return 0, nil
-	}
-	local := r.deliverLocal(e)
-	r.metrics.delivered[deliveryKind(e)].Add(float64(local))
-	remote, err := r.publish(ctx, e)
-	return local + remote, err
 }
 
 // echoTimeout bounds how long a sender waits for its direct message to

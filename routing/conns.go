@@ -149,6 +149,7 @@ func (c *Conn) take() bool {
 // moves waiting frames into the queue.
 func (c *Conn) sent() {
 	c.inflight.Add(-1)
+	c.kickCatchup()
 	if c.backlogN.Load() == 0 {
 		return
 	}
@@ -321,9 +322,13 @@ func (r *Router) deliverLocal(e *Envelope) int {
 	defer r.mu.RUnlock()
 	n := 0
 	if e.User != "" {
+		var seq int64 // a kept direct message's number (mailbox.go)
+		if r.mbox != nil && e.Kind == KindMessage {
+			seq = mailSeq(e.Payload)
+		}
 		for _, c := range r.users[e.User] {
 			if c.action == e.Action && c.id != e.Exclude {
-				c.write(e.Payload)
+				c.writeMail(e.Payload, seq)
 				n++
 			}
 		}

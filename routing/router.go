@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -79,6 +80,12 @@ type Config struct {
 	// StoreTimeout bounds each store operation done for a connection.
 	// Default 5s.
 	StoreTimeout time.Duration
+	// Mailbox keeps direct messages for recipients who are away (SPEC
+	// section 10): every direct message is appended to it and numbered
+	// with `seq`, and `online` may catch up with `since`. Default nil: the
+	// mailbox is off (MAILBOX=false): a direct message to a user with no
+	// connection gets user_offline, and nothing carries a seq.
+	Mailbox session.Mailbox
 	// Registerer receives the Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// Logger receives logs. Default: discard.
@@ -163,7 +170,16 @@ type Router struct {
 	lost   chan struct{} // a publish found the store without this node's bindings
 	beaten atomic.Bool   // the first heartbeat was written
 
-	wg       sync.WaitGroup // one per connection being served
+	// The mailbox (mailbox.go); mbox is nil when it is off.
+	mbox       session.Mailbox
+	seed       maphash.Seed
+	stripes    [mailStripes]sync.Mutex // order appends and deliveries per mailbox
+	catchups   sync.Map                // *Conn → *catchup, while it catches up
+	catchingUp atomic.Int32            // entries in catchups
+	blockSeqMu sync.Mutex
+	blockSeq   map[[3]string]int64 // see blockedResult
+
+	wg       sync.WaitGroup // one per connection being served, and per catch-up
 	closing  atomic.Bool
 	storeOK  atomic.Bool
 	stopOnce sync.Once
@@ -193,6 +209,8 @@ func New(cfg Config) (*Router, error) {
 		cmds:    make(map[string]HandlerFunc),
 		large:   make(map[string]time.Time),
 		lost:    make(chan struct{}, 1),
+		mbox:    cfg.Mailbox,
+		seed:    maphash.MakeSeed(),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
@@ -201,6 +219,9 @@ func New(cfg Config) (*Router, error) {
 		} else if o != "" {
 			r.origins[o] = true
 		}
+	}
+	if cfg.Mailbox != nil {
+		r.metrics.registerMailbox(cfg.Registerer, cfg.Mailbox)
 	}
 	r.queueLimit = int32(cfg.OutboundQueue)
 	r.storeOK.Store(true)
@@ -295,6 +316,9 @@ func (r *Router) Run(ctx context.Context) error {
 		case now := <-tick.C:
 			r.heartbeat(ctx)
 			r.retryPending(ctx)
+			if sw, ok := r.mbox.(interface{ Sweep() }); ok {
+				sw.Sweep() // an in-memory mailbox drops what expired
+			}
 			if now.After(nextReap) {
 				r.reap(ctx)
 				nextReap = now.Add(jitter(reapEvery))

@@ -53,6 +53,13 @@ var options = []option{
 	{name: "pprof", def: "false", usage: "serve Go's profiler under /debug/pprof/ (keep it behind your firewall)"},
 	{name: "log-level", def: "info", usage: "debug, info, warn or error"},
 	{name: "log-format", def: "text", usage: "text or json"},
+
+	// The mailbox (docs/protocol.md, "The mailbox").
+	{name: "mailbox", def: "true", usage: "keep direct messages in the recipient's mailbox, numbered with seq, for catching up (false: user_offline, no seq)"},
+	{name: "mailbox-size", def: "1000", usage: "messages kept per mailbox (user and action); older ones are dropped"},
+	{name: "mailbox-ttl", def: "168h", usage: "how long a kept message lives"},
+	{name: "dedup-window", def: "5m", usage: "a direct message whose id repeats within this time is neither kept nor delivered again"},
+	{name: "mailbox-memory-limit", def: "268435456", usage: "in-memory mode: bytes all mailboxes keep in total (a message counts its size plus 64); the oldest go first"},
 }
 
 func (o option) envName() string {
@@ -93,6 +100,13 @@ type config struct {
 	Pprof               bool
 	LogLevel            string
 	LogFormat           string
+
+	// The mailbox.
+	Mailbox            bool
+	MailboxSize        int
+	MailboxTTL         time.Duration
+	DedupWindow        time.Duration
+	MailboxMemoryLimit int64
 }
 
 // errHelp: --help was asked for and printed.
@@ -166,6 +180,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		LogLevel:            get("log-level"),
 		LogFormat:           get("log-format"),
 	}
+	c.Mailbox = p.bool("mailbox")
+	c.MailboxSize = p.int("mailbox-size")
+	c.MailboxTTL = p.duration("mailbox-ttl")
+	c.DedupWindow = p.duration("dedup-window")
+	c.MailboxMemoryLimit = int64(p.int("mailbox-memory-limit"))
 	if p.err != nil {
 		return config{}, p.err
 	}
