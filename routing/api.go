@@ -42,21 +42,49 @@ const maxReasonLen = 123
 // cluster-wide; when it cannot reach the other nodes, it returns the local
 // count with an error wrapping ErrBrokerUnavailable.
 func (r *Router) Publish(ctx context.Context, action, to string, obj []byte) (int, error) {
+	n, _, err := r.PublishSeq(ctx, action, to, obj)
+	return n, err
+}
+
+// PublishSeq is Publish that also returns the number the message was kept
+// with in the recipient's mailbox (SPEC section 10): with the mailbox on
+// and to set, the message is kept before it is delivered, and carries
+// `seq`. An `id` in obj (a string of at most 64 characters or an integer)
+// makes a resend within the dedup window neither kept nor delivered again:
+// it returns 0 delivered and the first one's seq. seq is 0 otherwise.
+func (r *Router) PublishSeq(ctx context.Context, action, to string, obj []byte) (delivered int, seq int64, err error) {
 	if !ValidAction(action) {
-		return 0, invalidError(errActionText)
+		return 0, 0, invalidError(errActionText)
 	}
 	if to != "" && !ValidUserID(to) {
-		return 0, invalidError(errToText)
+		return 0, 0, invalidError(errToText)
 	}
 	payload, err := apiMessage(action, to, obj, time.Now().UnixMilli())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	e := &Envelope{Kind: KindMessage, Origin: r.node, Action: action, User: to, Payload: payload}
+	if to != "" {
+		// Through the mailbox when it is on; an `id` in obj makes a resend
+		// within the dedup window neither kept nor delivered again.
+		var id string
+		head := payload
+		if r.mbox != nil {
+			if raw := member(obj, "id"); raw != nil && validID(raw) {
+				id = canonicalID(raw)
+			}
+			head = mailHead(payload)
+		}
+		res := r.routeDirect(ctx, nil, direct{e: e, id: id, head: head})
+		return res.delivered, res.seq, res.err
+	}
+	if r.mbox != nil {
+		e.Payload = dropSeq(payload)
+	}
 	local := r.deliverLocal(e)
 	r.metrics.delivered[deliveryAPI].Add(float64(local))
 	remote, err := r.publish(ctx, e)
-	return local + remote, err
+	return local + remote, 0, err
 }
 
 // errUnreachable: the store lists recipients on nodes that could not take
@@ -325,4 +353,55 @@ func deliveryKind(e *Envelope) string {
 	default:
 		return deliveryBroadcast
 	}
+}
+
+// Mailbox API limits.
+const (
+	DefaultMailboxLimit = 100
+	MaxMailboxLimit     = 1000
+)
+
+// ReadMailbox returns at most limit (at most 1000; 0 means 100) of the
+// messages kept for user in action with a seq above since, oldest first,
+// each as it was delivered, with the mailbox's latest seq and the user's
+// read cursor. Without a mailbox the error wraps ErrInvalid.
+func (r *Router) ReadMailbox(ctx context.Context, user, action string, since int64, limit int) (session.Page, error) {
+	switch {
+	case r.mbox == nil:
+		return session.Page{}, invalidError(errNoMailbox.Error())
+	case !ValidUserID(user):
+		return session.Page{}, invalidError(errUserText)
+	case !ValidAction(action):
+		return session.Page{}, invalidError(errActionText)
+	case since < 0 || limit < 0:
+		return session.Page{}, invalidError("since and limit must be non-negative integers")
+	}
+	if limit == 0 {
+		limit = DefaultMailboxLimit
+	}
+	p, err := r.mbox.Read(ctx, user, action, since, min(limit, MaxMailboxLimit))
+	if err != nil {
+		r.metrics.storeErrors.Inc()
+	}
+	return p, err
+}
+
+// EraseMailbox deletes the messages kept for user in action, or in all
+// of the user's actions when action is "", and returns how many it
+// deleted. Numbers and read cursors stay: the next message continues the
+// numbering. Without a mailbox the error wraps ErrInvalid.
+func (r *Router) EraseMailbox(ctx context.Context, user, action string) (int, error) {
+	switch {
+	case r.mbox == nil:
+		return 0, invalidError(errNoMailbox.Error())
+	case !ValidUserID(user):
+		return 0, invalidError(errUserText)
+	case action != "" && !ValidAction(action):
+		return 0, invalidError(errActionText)
+	}
+	n, err := r.mbox.Erase(ctx, user, action)
+	if err != nil {
+		r.metrics.storeErrors.Inc()
+	}
+	return n, err
 }

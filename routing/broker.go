@@ -10,6 +10,11 @@ import (
 // ErrBrokerUnavailable: a message could not be routed to other nodes.
 var ErrBrokerUnavailable = errors.New("routing: broker unavailable")
 
+// ErrNotSent: the broker did not send the envelope at all (it knew Redis
+// to be unreachable, or its queue stayed full), so it reached nobody.
+// Errors wrapping it wrap ErrBrokerUnavailable too.
+var ErrNotSent = errors.New("routing: not sent")
+
 // Envelope kinds.
 const (
 	KindMessage    byte = 'm' // a stamped message for an action or a user in it

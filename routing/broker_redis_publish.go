@@ -42,7 +42,7 @@ func (b *RedisBroker) PublishDirect(ctx context.Context, m *DirectMessage) (Dire
 
 func (b *RedisBroker) publish(ctx context.Context, e *Envelope, direct *DirectMessage) (DirectDelivery, error) {
 	if !b.Healthy() {
-		return DirectDelivery{}, fmt.Errorf("%w: redis unreachable", ErrBrokerUnavailable)
+		return DirectDelivery{}, fmt.Errorf("%w: %w: redis unreachable", ErrBrokerUnavailable, ErrNotSent)
 	}
 	r := pubReqs.Get().(*pubReq) //nolint:forcetypeassert // the pool holds only *pubReq
 	r.e, r.direct = e, direct
@@ -59,7 +59,7 @@ func (b *RedisBroker) publish(ctx context.Context, e *Envelope, direct *DirectMe
 		case <-t.C:
 			r.e, r.direct = nil, nil
 			pubReqs.Put(r)
-			return DirectDelivery{}, fmt.Errorf("%w: publish queue full", ErrBrokerUnavailable)
+			return DirectDelivery{}, fmt.Errorf("%w: %w: publish queue full", ErrBrokerUnavailable, ErrNotSent)
 		}
 	}
 	select {
@@ -151,24 +151,21 @@ func (b *RedisBroker) flush(ctx context.Context, batch []*pubReq) {
 	failed := false
 	for i, r := range batch {
 		r.d, r.err = result(cmds[i], r.direct != nil)
-		if r.err != nil {
+		switch {
+		case r.err == nil:
+		case errors.Is(r.err, session.ErrBindingsLost):
+			// Redis answered: it is reachable.
+			r.err = fmt.Errorf("%w: %w", ErrBrokerUnavailable, r.err)
+		case !session.MaybeApplied(r.err):
+			failed = true
+			r.err = fmt.Errorf("%w: %w: %w", ErrBrokerUnavailable, ErrNotSent, r.err)
+		default:
 			failed = true
 			r.err = fmt.Errorf("%w: %w", ErrBrokerUnavailable, r.err)
 		}
-		r.done <- struct{}{}
+		r.done <- struct{}{} // r belongs to its caller again
 	}
-	b.setFailing(failed && !allLost(batch))
-}
-
-// allLost reports whether every failure of batch was the store's report
-// of lost bindings (Redis answered: it is reachable).
-func allLost(batch []*pubReq) bool {
-	for _, r := range batch {
-		if r.err != nil && !errors.Is(r.err, session.ErrBindingsLost) {
-			return false
-		}
-	}
-	return true
+	b.setFailing(failed)
 }
 
 func (b *RedisBroker) setFailing(failed bool) {

@@ -41,6 +41,11 @@ type subscriptions struct {
 
 	mu   sync.Mutex
 	want map[string]*subscription
+	// live holds the channels Redis confirmed on a connection that still
+	// has them, so that a channel wanted again while still subscribed is
+	// ready at once. The manager removes a channel from it before it
+	// unsubscribes it.
+	live map[string]bool
 
 	changed chan struct{} // a channel is wanted, or not wanted any more
 	broken  chan *shard   // a shard's connection failed
@@ -55,6 +60,7 @@ type subscriptions struct {
 func (s *subscriptions) init(b *RedisBroker) {
 	s.b = b
 	s.want = make(map[string]*subscription)
+	s.live = make(map[string]bool)
 	s.changed = make(chan struct{}, 1)
 	s.broken = make(chan *shard, 16)
 	s.dropped = make(chan string, 1024)
@@ -78,6 +84,10 @@ func (b *RedisBroker) Subscribe(ctx context.Context, t Topic) error {
 	sub := s.want[ch]
 	if sub == nil {
 		sub = &subscription{ready: make(chan struct{})}
+		if s.live[ch] {
+			sub.confirmed = true
+			close(sub.ready)
+		}
 		s.want[ch] = sub
 		wake(s.changed)
 	}
@@ -142,6 +152,9 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 		case ch := <-s.dropped:
 			// Redis moved the channel's slot to another master.
 			if sh := s.placed[ch]; sh != nil && sh.active[ch] {
+				s.mu.Lock()
+				delete(s.live, ch)
+				s.mu.Unlock()
 				delete(sh.active, ch)
 				delete(s.placed, ch)
 				s.reloadSlots(ctx)
@@ -168,6 +181,11 @@ func (s *subscriptions) close(sh *shard) {
 	close(sh.closed)
 	_ = sh.ps.Close() // its receive loop then returns
 	<-sh.done
+	s.mu.Lock()
+	for ch := range sh.active {
+		delete(s.live, ch)
+	}
+	s.mu.Unlock()
 	for ch := range sh.active {
 		if s.placed[ch] == sh {
 			delete(s.placed, ch)
@@ -196,6 +214,7 @@ func (s *subscriptions) reconcile(ctx context.Context, deliver func(*Envelope) i
 	for ch := range s.placed {
 		if s.want[ch] == nil {
 			del = append(del, ch)
+			delete(s.live, ch) // wanted again from now on, it waits for a new SUBSCRIBE
 		}
 	}
 	s.mu.Unlock()
@@ -337,7 +356,7 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
 				s.confirm(m.Channel)
-			case "sunsubscribe", "unsubscribe":
+			case "sunsubscribe": // ours, or Redis's when the channel's slot moved
 				select {
 				case s.dropped <- m.Channel:
 				case <-sh.closed:
@@ -361,9 +380,12 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 
 func (s *subscriptions) confirm(ch string) {
 	s.mu.Lock()
-	if sub := s.want[ch]; sub != nil && !sub.confirmed {
-		sub.confirmed = true
-		close(sub.ready)
+	if sub := s.want[ch]; sub != nil {
+		s.live[ch] = true
+		if !sub.confirmed {
+			sub.confirmed = true
+			close(sub.ready)
+		}
 	}
 	s.mu.Unlock()
 }

@@ -68,12 +68,13 @@ type Error struct {
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // builtin are the client types the server handles itself.
-var builtin = map[string]bool{"online": true, "presence": true, "ping": true, "refresh": true, "message": true}
+var builtin = map[string]bool{"online": true, "presence": true, "ping": true, "refresh": true, "message": true,
+	"block": true, "unblock": true, "blocks": true}
 
 // Handle registers h for messages whose type is typ (for example "typing").
 // Reserved and built-in types cannot be overridden. Call it before serving.
 func (r *Router) Handle(typ string, h HandlerFunc) error {
-	if typ == "" || reserved[typ] || builtin[typ] {
+	if typ == "" || reserved[typ] || builtin[typ] || (typ == "read" && r.mbox != nil) {
 		return fmt.Errorf("routing: type %q is reserved", typ)
 	}
 	r.mu.Lock()
@@ -125,7 +126,14 @@ func (r *Router) handle(c *Conn, b []byte) {
 	case "refresh":
 		r.refresh(c, b, id)
 		return
+	case "block", "unblock", "blocks":
+		r.blockRequest(c, typ, b, id)
+		return
 	default:
+		if typ == "read" && r.mbox != nil {
+			r.readMsg(c, b, id)
+			return
+		}
 		if reserved[typ] {
 			r.sendError(c, CodeReservedType, id, nil)
 			return
@@ -163,13 +171,34 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 	}
 	out := stamp(c.stampPrefix(), b, f.typ != nil, time.Now().UnixMilli())
 	start := time.Now()
-	n, err := r.route(c, to, out)
+	if to != "" {
+		res := r.directFrom(c, to, out, id)
+		r.metrics.routeLatency.Observe(time.Since(start).Seconds())
+		switch {
+		case res.dup:
+			r.metrics.mailDuplicates.Inc()
+			if id != nil {
+				c.write(ackSeqFrame(id, 0, res.seq))
+			}
+		case res.err != nil:
+			r.sendError(c, CodeUnavailable, id, nil)
+		case r.mbox == nil && res.delivered == 0 && to != c.user:
+			r.sendError(c, CodeUserOffline, id, f.to)
+		case id != nil && res.seq > 0:
+			c.write(ackSeqFrame(id, res.delivered, res.seq))
+		case id != nil:
+			c.write(ackFrame(id, res.delivered))
+		}
+		return
+	}
+	if r.mbox != nil {
+		out = dropSeq(out) // only kept direct messages carry a seq
+	}
+	n, err := r.route(c, "", out)
 	r.metrics.routeLatency.Observe(time.Since(start).Seconds())
 	switch {
 	case err != nil:
 		r.sendError(c, CodeUnavailable, id, nil)
-	case to != "" && n == 0 && to != c.user:
-		r.sendError(c, CodeUserOffline, id, f.to)
 	case id != nil:
 		c.write(ackFrame(id, n))
 	}
@@ -182,6 +211,10 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 // recipients could not be reached.
 func (r *Router) route(c *Conn, to string, out []byte) (int, error) {
 	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to, Payload: out}
+	if to != "" {
+		res := r.directFrom(c, to, out, nil)
+		return res.delivered, res.err
+	}
 	local := r.deliverLocal(e)
 	kind := deliveryBroadcast
 	if to != "" {
@@ -259,4 +292,70 @@ func (r *Router) custom(c *Conn, h HandlerFunc, typ string, b []byte, f fields, 
 	}
 	r.log.Error("custom handler failed", "type", typ, "err", err)
 	r.sendError(c, CodeInternal, id, nil)
+}
+
+// echoTimeout bounds how long a sender waits for its direct message to
+// come back through this node's subscription.
+const echoTimeout = 2 * time.Second
+
+// expectEcho returns the channel on which c hears that its direct message
+// e reached this node's recipients, or nil when there are none here (or c
+// is nil).
+func (r *Router) expectEcho(c *Conn, e *Envelope) chan struct{} {
+	if c == nil {
+		return nil
+	}
+	r.mu.RLock()
+	here := false
+	for _, rc := range r.users[e.User] {
+		if rc.action == e.Action && rc != c {
+			here = true
+			break
+		}
+	}
+	r.mu.RUnlock()
+	if !here {
+		return nil
+	}
+	c.mu.Lock()
+	if c.echo == nil {
+		c.echo = make(chan struct{}, 1)
+	}
+	echo := c.echo
+	c.mu.Unlock()
+	select {
+	case <-echo: // a late echo of an earlier message
+	default:
+	}
+	return echo
+}
+
+// awaitEcho waits for the echo, at most echoTimeout.
+func (r *Router) awaitEcho(echo chan struct{}) {
+	t := time.NewTimer(echoTimeout)
+	defer t.Stop()
+	select {
+	case <-echo:
+	case <-t.C:
+	}
+}
+
+// echoed tells the connection connID that this node's subscription
+// delivered its direct message.
+func (r *Router) echoed(connID string) {
+	r.mu.RLock()
+	c := r.conns[connID]
+	r.mu.RUnlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	echo := c.echo
+	c.mu.Unlock()
+	if echo != nil {
+		select {
+		case echo <- struct{}{}:
+		default:
+		}
+	}
 }

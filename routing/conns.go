@@ -48,6 +48,10 @@ type Conn struct {
 	backlogBytes int
 	closeMsg     []byte
 	limiter      *rate.Limiter // created by the first message after online
+	// echo receives when this node's subscription has delivered a direct
+	// message this connection sent to a user with connections here (see
+	// Router.awaitEcho); made by the first such message.
+	echo chan struct{}
 
 	// Set before the state becomes stateOnline. (The fields are ordered
 	// to keep Conn within Go's 288-byte size class.)
@@ -145,6 +149,7 @@ func (c *Conn) take() bool {
 // moves waiting frames into the queue.
 func (c *Conn) sent() {
 	c.inflight.Add(-1)
+	c.kickCatchup()
 	if c.backlogN.Load() == 0 {
 		return
 	}
@@ -317,9 +322,13 @@ func (r *Router) deliverLocal(e *Envelope) int {
 	defer r.mu.RUnlock()
 	n := 0
 	if e.User != "" {
+		var seq int64 // a kept direct message's number (mailbox.go)
+		if r.mbox != nil && e.Kind == KindMessage {
+			seq = mailSeq(e.Payload)
+		}
 		for _, c := range r.users[e.User] {
 			if c.action == e.Action && c.id != e.Exclude {
-				c.write(e.Payload)
+				c.writeMail(e.Payload, seq)
 				n++
 			}
 		}
@@ -339,7 +348,11 @@ func (r *Router) deliverLocal(e *Envelope) int {
 func (r *Router) disconnectLocal(e *Envelope) int {
 	conns := r.localConns(e)
 	for _, c := range conns {
-		r.disconnect(c, string(e.Payload))
+		if e.Kind == KindBan {
+			r.ban(c, string(e.Payload))
+		} else {
+			r.disconnect(c, string(e.Payload))
+		}
 	}
 	return len(conns)
 }

@@ -148,6 +148,9 @@ func (r *Router) onDisconnect(s *melody.Session) {
 	reason := c.reason
 	c.mu.Unlock()
 	r.metrics.disconnects.WithLabelValues(reasonLabel(reason)).Inc()
+	if v, ok := r.catchups.Load(c); ok {
+		v.(*catchup).close() //nolint:forcetypeassert // only *catchup is stored
+	}
 	if prev != stateOnline {
 		return
 	}
@@ -237,7 +240,7 @@ func (r *Router) sendError(c *Conn, code string, id, to []byte) {
 
 // onlineMsg holds the raw values of the first message's members.
 type onlineMsg struct {
-	Action, UserID, From, Token []byte
+	Action, UserID, From, Token, Since []byte
 }
 
 // readOnline picks the members of online out of b, which passed
@@ -255,6 +258,8 @@ func readOnline(b []byte) onlineMsg {
 			m.From = val
 		case keyIs(key, "token"):
 			m.Token = val
+		case keyIs(key, "since"):
+			m.Since = val
 		}
 	}
 	return m
@@ -344,6 +349,14 @@ func (r *Router) online(c *Conn, b []byte) {
 		user = c.id
 	}
 
+	if r.mbox != nil && !absent(msg.Since) {
+		if _, ok := seqValue(msg.Since); !ok {
+			r.metrics.errorSent(CodeInvalidJSON)
+			c.close(policy, CodeInvalidJSON, errorFrame(CodeInvalidJSON, "since must be a non-negative integer", nil, nil))
+			return
+		}
+	}
+
 	if !c.state.CompareAndSwap(stateNew, stateBinding) {
 		return // timed out meanwhile
 	}
@@ -388,9 +401,32 @@ func (r *Router) online(c *Conn, b []byte) {
 	ready = appendJSONString(ready, user)
 	ready = append(ready, `,"action":`...)
 	ready = appendJSONString(ready, action)
+	var cu *catchup
+	var from int64
+	if r.mbox != nil {
+		// Where the catch-up starts is read before indexing (ready says
+		// it); the replay reads again once c is indexed (mailbox.go).
+		var tail []byte
+		if tail, cu, from, err = r.onlineMailbox(ctx, c, msg.Since); err != nil {
+			r.metrics.storeErrors.Inc()
+			r.broker.Unsubscribe(actionTopic)
+			r.broker.Unsubscribe(userTopic)
+			if _, uerr := r.store.Unbind(ctx, c.id); uerr != nil && !errors.Is(uerr, session.ErrNotFound) {
+				r.addPending(c.id)
+			}
+			c.state.Store(stateClosed)
+			c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+			return
+		}
+		ready = append(ready, tail...)
+	}
 	ready = append(ready, '}')
 	r.index(c, ready)
 	c.state.Store(stateOnline)
+	if cu != nil {
+		r.wg.Add(1) // the connection's own count is held: Wait cannot have returned
+		go r.replay(c, cu, from)
+	}
 	if c.closing.Load() {
 		return // closed meanwhile (shutdown): onDisconnect unbinds
 	}

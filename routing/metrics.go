@@ -24,6 +24,12 @@ type metrics struct {
 	// pendingUnbinds counts bindings whose removal failed and is retried.
 	pendingUnbinds prometheus.Gauge
 	apiRequests    *prometheus.CounterVec // by call and HTTP status
+
+	// The mailbox's (registered only when it is on).
+	mailKept       prometheus.Counter
+	mailDuplicates prometheus.Counter
+	catchups       prometheus.Counter
+	catchupSize    prometheus.Histogram
 }
 
 // Delivery kinds for switchboard_messages_delivered_total.
@@ -74,6 +80,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "switchboard_api_requests_total", Help: "Server API requests, by call and HTTP status.",
 		}, []string{"call", "status"}),
 	}
+	m.mailKept = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_kept_total", Help: "Direct messages kept in a mailbox by this node.",
+	})
+	m.mailDuplicates = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_duplicates_total", Help: "Direct messages not kept nor delivered again: their id was seen within DEDUP_WINDOW.",
+	})
+	m.catchups = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_catchups_total", Help: "Catch-ups served: connections that replayed their mailbox after online.",
+	})
+	m.catchupSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "switchboard_mailbox_catchup_messages",
+		Help:    "Messages replayed per catch-up.",
+		Buckets: []float64{0, 1, 10, 100, 1000, 10000},
+	})
 	delivered := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_messages_delivered_total", Help: "Messages handed to local connections, by kind.",
 	}, []string{"kind"})
@@ -93,6 +113,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.pendingUnbinds, m.apiRequests)
 	}
 	return m
+}
+
+// registerMailbox registers the mailbox's metrics; dropped is read from
+// the mailbox itself.
+func (m *metrics) registerMailbox(reg prometheus.Registerer, mbox interface{ Dropped() uint64 }) {
+	if reg == nil {
+		return
+	}
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_dropped_total",
+		Help: "Kept direct messages removed for retention (MAILBOX_SIZE, MAILBOX_TTL, the memory limit) by this node.",
+	}, func() float64 { return float64(mbox.Dropped()) })
+	reg.MustRegister(m.mailKept, m.mailDuplicates, m.catchups, m.catchupSize, dropped)
 }
 
 // disconnectReasons are the values of the reason label.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -79,6 +80,12 @@ type Config struct {
 	// StoreTimeout bounds each store operation done for a connection.
 	// Default 5s.
 	StoreTimeout time.Duration
+	// Mailbox keeps direct messages for recipients who are away (SPEC
+	// section 10): every direct message is appended to it and numbered
+	// with `seq`, and `online` may catch up with `since`. Default nil: the
+	// mailbox is off (MAILBOX=false): a direct message to a user with no
+	// connection gets user_offline, and nothing carries a seq.
+	Mailbox session.Mailbox
 	// Registerer receives the Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// Logger receives logs. Default: discard.
@@ -168,7 +175,16 @@ type Router struct {
 	restoredAt atomic.Int64  // unix nanos of the last rewrite of this node's bindings
 	troubleAt  atomic.Int64  // unix nanos of the last failed heartbeat or lost heartbeat
 
-	wg       sync.WaitGroup // one per connection being served
+	// The mailbox (mailbox.go); mbox is nil when it is off.
+	mbox       session.Mailbox
+	seed       maphash.Seed
+	stripes    [mailStripes]sync.Mutex // order appends and deliveries per mailbox
+	catchups   sync.Map                // *Conn → *catchup, while it catches up
+	catchingUp atomic.Int32            // entries in catchups
+	blockSeqMu sync.Mutex
+	blockSeq   map[[3]string]int64 // see blockedResult
+
+	wg       sync.WaitGroup // one per connection being served, and per catch-up
 	closing  atomic.Bool
 	storeOK  atomic.Bool
 	stopOnce sync.Once
@@ -178,6 +194,9 @@ type Router struct {
 func New(cfg Config) (*Router, error) {
 	if cfg.Node == "" {
 		return nil, errors.New("routing: Config.Node is required")
+	}
+	if !ValidNodeID(cfg.Node) {
+		return nil, fmt.Errorf("routing: node id %q: want 1-128 characters of A-Z a-z 0-9 _ . : -", cfg.Node)
 	}
 	cfg.setDefaults()
 	r := &Router{
@@ -195,6 +214,8 @@ func New(cfg Config) (*Router, error) {
 		cmds:    make(map[string]HandlerFunc),
 		large:   make(map[string]time.Time),
 		lost:    make(chan struct{}, 1),
+		mbox:    cfg.Mailbox,
+		seed:    maphash.MakeSeed(),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
@@ -203,6 +224,9 @@ func New(cfg Config) (*Router, error) {
 		} else if o != "" {
 			r.origins[o] = true
 		}
+	}
+	if cfg.Mailbox != nil {
+		r.metrics.registerMailbox(cfg.Registerer, cfg.Mailbox)
 	}
 	r.queueLimit = int32(cfg.OutboundQueue)
 	r.storeOK.Store(true)
@@ -298,6 +322,9 @@ func (r *Router) Run(ctx context.Context) error {
 			r.heartbeat(ctx)
 			r.retryPending(ctx)
 			r.retryLeaves(ctx)
+			if sw, ok := r.mbox.(interface{ Sweep() }); ok {
+				sw.Sweep() // an in-memory mailbox drops what expired
+			}
 			if now.After(nextReap) {
 				r.reap(ctx)
 				nextReap = now.Add(jitter(reapEvery))
@@ -311,6 +338,21 @@ func (r *Router) Run(ctx context.Context) error {
 // the node notices that the store lost its bindings.
 func (r *Router) heartbeatEvery() time.Duration {
 	return min(r.cfg.HeartbeatTTL/3, time.Second)
+}
+
+// ValidNodeID reports whether id may name a node: 1-128 characters of
+// A-Z a-z 0-9 _ . : - (it ends Redis channel names, after a '#').
+func ValidNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -563,11 +605,15 @@ func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cache
 }
 
 // deliverRemote handles an envelope from another node.
+//
+// Brokers do not echo a node's envelopes back to it, except direct
+// messages routed whole (DirectPublisher), which reach this node's
+// recipients this way too.
 func (r *Router) deliverRemote(e *Envelope) int {
-	if e.Origin == r.node && e.Kind != KindDisconnect {
-		return 0
+	if e.Origin == r.node && e.Exclude != "" && e.Kind == KindMessage {
+		defer r.echoed(e.Exclude)
 	}
-	if e.Kind == KindDisconnect {
+	if e.Kind == KindDisconnect || e.Kind == KindBan {
 		return r.disconnectLocal(e)
 	}
 	n := r.deliverLocal(e)

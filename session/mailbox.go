@@ -32,6 +32,8 @@ type Page struct {
 	Latest int64
 	// Read is the user's read cursor for the action (0 if never moved).
 	Read int64
+	// First is the oldest kept number, 0 if none is kept.
+	First int64
 	// Gap is true when messages after the asked number are no longer kept
 	// (trimmed, expired or erased), or when the asked number is beyond
 	// Latest (the numbering was forgotten, see Mailbox); Mails then starts
@@ -102,6 +104,13 @@ func (o *MailboxOptions) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+}
+
+// After returns where a reader that asks for the messages after since
+// starts (since, or 0 when since is beyond Latest: the numbering was
+// forgotten), and whether messages after since are no longer kept.
+func (p Page) After(since int64) (from int64, gap bool) {
+	return startAfter(since, p.First, p.Latest)
 }
 
 // mailFrame returns head + seq + "}" in one allocation of its exact size.

@@ -230,7 +230,7 @@ func (m *MemoryMailbox) Read(_ context.Context, user, action string, since int64
 		first = mails[0].seq
 	}
 	from, gap := startAfter(since, first, b.seq)
-	p := Page{Latest: b.seq, Read: b.read, Gap: gap}
+	p := Page{Latest: b.seq, Read: b.read, First: first, Gap: gap}
 	if len(mails) > 0 && from >= first {
 		mails = mails[from-first+1:]
 	}

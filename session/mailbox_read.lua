@@ -1,7 +1,7 @@
 -- Reads a mailbox (SPEC section 10).
 -- KEYS: stream, meta
 -- ARGV: since, limit, now_ms, ttl_ms
--- Returns {latest, read, gap (1/0), seq1, frame1, seq2, frame2, ...}.
+-- Returns {latest, read, gap (1/0), first kept (0: none), seq1, frame1, seq2, frame2, ...}.
 local since, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cutoff = tonumber(ARGV[3]) - tonumber(ARGV[4])
 local m = redis.call('HMGET', KEYS[2], 'seq', 'read')
@@ -38,7 +38,7 @@ elseif since < first - 1 then
   gap = 1
 end
 
-local out = {latest, read, gap}
+local out = {latest, read, gap, first}
 if limit > 0 and first > 0 then
   local lo = math.max(from + 1, first)
   local entries = redis.call('XRANGE', KEYS[1], lo .. '-0', '+', 'COUNT', limit)

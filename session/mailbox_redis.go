@@ -190,7 +190,7 @@ func (m *RedisMailbox) Read(ctx context.Context, user, action string, since int6
 	if err != nil {
 		return Page{}, err
 	}
-	if len(v) < 3 || len(v)%2 == 0 {
+	if len(v) < 4 || len(v)%2 == 1 {
 		return Page{}, fmt.Errorf("session: mailbox read: unexpected reply of %d values", len(v))
 	}
 	p := Page{}
@@ -198,9 +198,10 @@ func (m *RedisMailbox) Read(ctx context.Context, user, action string, since int6
 	p.Read, _ = v[1].(int64)
 	gap, _ := v[2].(int64)
 	p.Gap = gap == 1
-	if n := (len(v) - 3) / 2; n > 0 {
+	p.First, _ = v[3].(int64)
+	if n := (len(v) - 4) / 2; n > 0 {
 		p.Mails = make([]Mail, 0, n)
-		for i := 3; i+1 < len(v); i += 2 {
+		for i := 4; i+1 < len(v); i += 2 {
 			seq, _ := v[i].(int64)
 			f, _ := v[i+1].(string)
 			p.Mails = append(p.Mails, Mail{Seq: seq, Frame: []byte(f)})

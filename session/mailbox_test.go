@@ -92,8 +92,13 @@ func testMailbox(t *testing.T, newMailbox func(t *testing.T, opts MailboxOptions
 		if p := read(t, m, "bob", "chat", 1, 100); !p.Gap {
 			t.Error("Read(1): gap false, want true (2 was trimmed)")
 		}
-		if p := read(t, m, "bob", "chat", 2, 100); p.Gap {
-			t.Error("Read(2): gap true, want false (3 is kept)")
+		if p := read(t, m, "bob", "chat", 2, 100); p.Gap || p.First != 3 {
+			t.Errorf("Read(2): gap %v first %d, want false 3", p.Gap, p.First)
+		}
+		for since, want := range map[int64]bool{0: true, 1: true, 2: false, 5: false} {
+			if _, gap := p.After(since); gap != want {
+				t.Errorf("After(%d): gap %v, want %v", since, gap, want)
+			}
 		}
 		if d := m.Dropped(); d != 2 {
 			t.Errorf("Dropped = %d, want 2", d)

@@ -219,6 +219,10 @@ func unavailable(err error) bool {
 		redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY")
 }
 
+// MaybeApplied reports whether a Redis command that failed with err may
+// have run: anything but a failure to get a connection at all.
+func MaybeApplied(err error) bool { return maybeApplied(err) }
+
 // maybeApplied reports whether a call that failed with err may have changed
 // data: anything but a failure to get a connection at all.
 func maybeApplied(err error) bool {

@@ -20,14 +20,18 @@ func TestRedisStore(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	testStore(t, func(t *testing.T) Store { return newRedisStore(t, srv.URL(), RedisOptions{}) },
-		func(t *testing.T, n int) Store { return newRedisStore(t, srv.URL(), RedisOptions{MaxUserConnections: n}) })
+		func(t *testing.T, n int) Store {
+			return newRedisStore(t, srv.URL(), RedisOptions{MaxUserConnections: n})
+		})
 }
 
 func TestRedisClusterStore(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t)
 	testStore(t, func(t *testing.T) Store { return newRedisStore(t, cl.URL(), RedisOptions{}) },
-		func(t *testing.T, n int) Store { return newRedisStore(t, cl.URL(), RedisOptions{MaxUserConnections: n}) })
+		func(t *testing.T, n int) Store {
+			return newRedisStore(t, cl.URL(), RedisOptions{MaxUserConnections: n})
+		})
 }
 
 // newRedisStore returns a RedisStore on a client for url, with a key prefix
@@ -261,7 +265,8 @@ var storeCalls = []struct {
 
 // assertUnavailable checks that every Store method, called concurrently,
 // fails with ErrUnavailable within timeout plus slack (Bind: twice the
-// timeout, as it may roll back).
+// timeout, as it may roll back). The slack is generous: the point is that
+// no call hangs, on a machine that may be busy with other tests.
 func assertUnavailable(t *testing.T, s Store, timeout, slack time.Duration) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -292,7 +297,7 @@ func TestRedisStoreStopped(t *testing.T) {
 	bind(t, s, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n"})
 	srv.Stop()
 	// Refused connections fail fast; DefaultRedisTimeout bounds the rest.
-	assertUnavailable(t, s, DefaultRedisTimeout, 500*time.Millisecond)
+	assertUnavailable(t, s, DefaultRedisTimeout, 2*time.Second)
 }
 
 func TestRedisClusterStoreStopped(t *testing.T) {
@@ -302,7 +307,7 @@ func TestRedisClusterStoreStopped(t *testing.T) {
 	heartbeat(t, s, "n", time.Minute)
 	bind(t, s, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n"})
 	cl.Stop()
-	assertUnavailable(t, s, DefaultRedisTimeout, 500*time.Millisecond)
+	assertUnavailable(t, s, DefaultRedisTimeout, 2*time.Second)
 }
 
 // TestRedisStoreHung: a Redis that accepts connections and never answers
@@ -338,7 +343,7 @@ func TestRedisStoreHung(t *testing.T) {
 	})
 	const timeout = 300 * time.Millisecond
 	s := newRedisStore(t, "redis://"+l.Addr().String(), RedisOptions{Timeout: timeout})
-	assertUnavailable(t, s, timeout, 200*time.Millisecond)
+	assertUnavailable(t, s, timeout, 2*time.Second)
 }
 
 func TestRedisStoreContext(t *testing.T) {

@@ -105,7 +105,7 @@ func (w *metricsWatch) gauge(series string, want float64) {
 }
 
 func TestMetrics(t *testing.T) {
-	n := startNode(t, "--admin-token", testAdminToken, "--online-timeout", "300ms")
+	n := startNode(t, "--admin-token", testAdminToken, "--online-timeout", "300ms", "--mailbox=false")
 	w := watchMetrics(t, n)
 
 	// Every series the spec and operations docs name is there from the start.
