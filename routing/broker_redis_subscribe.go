@@ -129,11 +129,15 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	backoff := 100 * time.Millisecond
+	hold := false // a shard just broke: wait for the retry before reconnecting
 	for {
-		if !s.reconcile(ctx, deliver) {
+		switch {
+		case hold:
+			hold = false
+		case !s.reconcile(ctx, deliver):
 			retry.Reset(backoff)
 			backoff = min(2*backoff, 2*time.Second)
-		} else {
+		default:
 			backoff = 100 * time.Millisecond
 		}
 		select {
@@ -149,6 +153,11 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 				s.b.log.Warn("redis subscription lost; resubscribing", "shard", shardName(sh))
 				s.close(sh)
 			}
+			// While Redis is down a new connection fails at once: without
+			// a pause this loop would spin (thousands of times a second).
+			hold = true
+			retry.Reset(backoff)
+			backoff = min(2*backoff, 2*time.Second)
 		case ch := <-s.dropped:
 			// Redis moved the channel's slot to another master.
 			if sh := s.placed[ch]; sh != nil && sh.active[ch] {
@@ -230,11 +239,12 @@ func (s *subscriptions) reconcile(ctx context.Context, deliver func(*Envelope) i
 		byShard[sh] = append(byShard[sh], ch)
 	}
 	for sh, chs := range byShard {
-		if err := s.send(ctx, sh, false, chs); err != nil {
+		err := s.send(ctx, sh, false, chs)
+		if err != nil {
 			ok = false
 		}
-		if len(sh.active) == 0 && s.shards[sh.key] == sh {
-			s.close(sh)
+		if (err != nil || len(sh.active) == 0) && s.shards[sh.key] == sh {
+			s.close(sh) // after a failure, what Redis holds is unknown: start afresh
 		}
 	}
 
@@ -250,6 +260,12 @@ func (s *subscriptions) reconcile(ctx context.Context, deliver func(*Envelope) i
 	for sh, chs := range byShard {
 		if err := s.send(ctx, sh, true, chs); err != nil {
 			ok = false
+			// go-redis keeps the channels of a failed SUBSCRIBE and
+			// subscribes them when its connection comes back, wanted or
+			// not by then (a leak): start this shard afresh instead.
+			if s.shards[sh.key] == sh {
+				s.close(sh)
+			}
 			continue
 		}
 		for _, ch := range chs {
