@@ -415,6 +415,12 @@ func (c *cluster) finish() {
 			last = fmt.Sprintf("bindings left: %v", left)
 			return false
 		}
+		for _, n := range c.alive() {
+			if v, err := n.metric("switchboard_connections"); err != nil || v != 0 {
+				last = fmt.Sprintf("node %s: switchboard_connections = %v (%v)", n.id, v, err)
+				return false
+			}
+		}
 		chans, err := rdb.PubSubChannels(ctx, prefix+"ch:*").Result()
 		if err != nil {
 			last = err.Error()
@@ -427,7 +433,8 @@ func (c *cluster) finish() {
 		slices.Sort(chans)
 		slices.Sort(want)
 		if !slices.Equal(chans, want) {
-			last = fmt.Sprintf("subscribed channels %v, want %v", chans, want)
+			clients, _ := rdb.ClientList(ctx).Result()
+			last = fmt.Sprintf("subscribed channels %v, want %v; Redis clients:\n%s", chans, want, clients)
 			return false
 		}
 		subs, err := rdb.PubSubNumSub(ctx, want...).Result()

@@ -101,6 +101,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	}
 	c.expectPresence(10 * time.Second)
 	c.traffic(func() {
+		c.kills = append(c.kills, time.Now()) // what Redis had queued for subscribers dies with it
 		c.redis.Stop()
 		for _, cl := range leaving {
 			cl.close()
