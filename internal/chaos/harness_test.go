@@ -293,6 +293,12 @@ func (c *cluster) verify() {
 				c.t.Errorf("%s: sent %v after a receiver's connection was gone, acked delivered %d, received by %d", id, sent[k-1].Sub(died), a.delivered, n)
 				continue
 			}
+			if s.to != "" && died.IsZero() && a.delivered == 0 {
+				// Kept in the mailbox perhaps, but not handed to a
+				// recipient who was online all along: a false "offline".
+				c.t.Errorf("%s: acked delivered 0 to a user online on a live node", id)
+				continue
+			}
 			if n != a.delivered {
 				if at, ok := c.nearKill(sent[k-1]); ok && n < a.delivered {
 					c.t.Logf("%s: acked delivered %d, received by %d: sent %v from a CLIENT KILL", id, a.delivered, n, sent[k-1].Sub(at))
