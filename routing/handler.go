@@ -35,6 +35,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(w, req)
 		return
 	}
+	if !websocket.IsWebSocketUpgrade(req) {
+		notWebSocket(w)
+		return
+	}
+	if !r.checkOrigin(req) {
+		r.refuseOrigin(w, req)
+		return
+	}
 	c := &Conn{r: r, id: newConnID(), presetAction: preset}
 	c.publishFailed = c.reportPublishFailure
 	if tok := auth.TokenFromRequest(req); tok != "" && r.verify.Enabled() {
@@ -277,13 +285,23 @@ func (r *Router) online(c *Conn, b []byte) {
 		c.closeWithError(CodeNotOnline, policy)
 		return
 	}
+	if !r.running.Load() {
+		r.refuseNotRunning(c)
+		return
+	}
 	msg := readOnline(b)
 
 	action := c.presetAction
 	if !absent(msg.Action) {
 		a, ok := stringValue(msg.Action)
-		if !ok || !ValidAction(a) || (action != "" && a != action) {
+		if !ok || !ValidAction(a) {
 			c.closeWithError(CodeInvalidAction, policy)
+			return
+		}
+		if action != "" && a != action {
+			c.r.metrics.errorSent(CodeInvalidAction)
+			c.close(policy, CodeInvalidAction, errorFrame(CodeInvalidAction,
+				"online names another action than the URL path /ws/"+action+"; omit action or connect to /ws/"+a, nil, nil))
 			return
 		}
 		action = a

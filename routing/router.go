@@ -8,9 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,7 +40,8 @@ type Config struct {
 	// is on (AUTH_REQUIRED=false). Default false: a token is required.
 	AuthOptional bool
 	// TokenLeeway is added to a token's exp before a live connection is
-	// closed with token_expired. Default 0.
+	// closed with token_expired. Default: the Verifier's Leeway; a negative
+	// value means none.
 	TokenLeeway time.Duration
 	// AllowedOrigins lists the Origins (scheme://host[:port], or "*") allowed
 	// to connect. Default: only the server's own host. Requests without an
@@ -81,7 +82,9 @@ type Config struct {
 	StoreTimeout time.Duration
 	// Registerer receives the Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
-	// Logger receives logs. Default: discard.
+	// Logger receives logs. Default: text to stderr at Warn level, so that
+	// a misconfigured embedding is not silent; pass a Logger with a discard
+	// handler to silence it.
 	Logger *slog.Logger
 }
 
@@ -126,8 +129,12 @@ func (c *Config) setDefaults() {
 		c.StoreTimeout = 5 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	if c.TokenLeeway == 0 && c.Verifier != nil {
+		c.TokenLeeway = c.Verifier.Leeway()
+	}
+	c.TokenLeeway = max(c.TokenLeeway, 0)
 }
 
 // Router serves WebSocket connections and routes their messages. It is safe
@@ -159,6 +166,11 @@ type Router struct {
 
 	pendingMu sync.Mutex
 	pending   []string // connection ids whose Unbind failed; retried on recovery
+
+	// Embedding guards (guards.go): Run was called; log rate limits.
+	running   atomic.Bool
+	runLog    logLimiter
+	originLog logLimiter
 
 	wg       sync.WaitGroup // one per connection being served
 	closing  atomic.Bool
@@ -266,6 +278,7 @@ func (r *Router) Prepare(ctx context.Context) {
 // heartbeat, reaping dead nodes and rewriting bindings after the store lost
 // them. It returns when ctx ends.
 func (r *Router) Run(ctx context.Context) error {
+	r.running.Store(true) // online is refused before: see refuseNotRunning
 	go func() {
 		if err := r.broker.Subscribe(ctx, Topic{TopicNode, r.node}); err != nil {
 			r.log.Warn("subscribing to the node channel", "err", err)

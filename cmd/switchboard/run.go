@@ -42,6 +42,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "switchboard", buildVersion())
 		return nil
 	case err != nil:
+		for _, w := range unknownVariables(os.Environ()) {
+			err = fmt.Errorf("%w\n%s", err, w) // a typo may be why
+		}
 		return err
 	}
 	log := newLogger(cfg, stderr)
