@@ -12,13 +12,11 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/auth"
 	"github.com/switchboard/switchboard/routing"
@@ -195,7 +193,6 @@ func (s *server) openStore() error {
 		s.broker = routing.NewMemoryHub().Broker(s.cfg.NodeID)
 		return nil
 	}
-	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	client, err := session.NewRedisClient(s.cfg.RedisURL)
 	if err != nil {
 		return err // parseConfig has checked the URL: this does not happen
@@ -337,16 +334,6 @@ func (s *server) storeName() string {
 	}
 	return "redis"
 }
-
-// redisLogger drops go-redis's own messages (dial retries during an outage,
-// many per second, on stderr by default): state changes are logged once by
-// the store and the broker. go-redis's logger is global, so it is set once
-// per process.
-type redisLogger struct{}
-
-var redisLoggerOnce sync.Once
-
-func (redisLogger) Printf(context.Context, string, ...any) {}
 
 // notReadyReason is what /readyz says of err: the failing component and the
 // setting to look at, never an address or an internal error (the log has
