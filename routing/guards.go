@@ -13,6 +13,10 @@ import (
 // docsURL is where the wire protocol is documented.
 const docsURL = "https://github.com/switchboard/switchboard/blob/main/docs/protocol.md"
 
+// outageStoreTimeout bounds the store operations of an online while the
+// store is known to be unreachable.
+const outageStoreTimeout = time.Second
+
 // logLimiter lets one log line through per interval: a misbehaving client
 // or a wrong setting repeats on every connection.
 type logLimiter struct{ next atomic.Int64 }

@@ -372,7 +372,14 @@ func (r *Router) online(c *Conn, b []byte) {
 	c.user, c.action = user, action
 	c.connectedAt = time.Now()
 
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
+	timeout := r.cfg.StoreTimeout
+	if !r.storeOK.Load() {
+		// The heartbeat found the store unreachable: answer unavailable
+		// soon rather than after the whole timeout; a store that is back
+		// binds well within it.
+		timeout = min(timeout, outageStoreTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout) //nolint:contextcheck // melody gives no request context
 	defer cancel()
 	// Subscribe before binding, so that nothing sent to the new binding
 	// from another node is missed.

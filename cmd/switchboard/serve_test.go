@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -368,3 +369,27 @@ func (s *syncBuffer) String() string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// With Redis unreachable, online gets unavailable quickly, not after the
+// whole store timeout.
+func TestOnlineUnavailableFastDuringOutage(t *testing.T) {
+	port := freePort(t) // nothing listens there
+	n := startNode(t, "--redis-url", "redis://127.0.0.1:"+itoa(port))
+	// The heartbeat has failed once: the node knows the store is down.
+	waitFor(t, 30*time.Second, "a failed heartbeat", func() bool {
+		resp, err := http.Get(n.url + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return regexp.MustCompile(`\nswitchboard_store_errors_total [1-9]`).Match(b)
+	})
+	c := n.dial(t, "/ws", nil)
+	start := time.Now()
+	c.send(map[string]any{"type": "online", "action": "chat", "user_id": "alice"})
+	c.expectErrorWithin("unavailable", 10*time.Second)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("unavailable after %v, want within about 1s", d)
+	}
+}
