@@ -25,7 +25,9 @@ import (
 // the handshake is read with a 1 KiB buffer that is dropped at once.
 //
 // ln may be a TLS listener (crypto/tls.NewListener): the TLS handshake then
-// runs on the connection's own goroutine, and the saving is the same.
+// runs on the connection's own goroutine, not the accept loop. (Under TLS
+// the saving is lost in crypto/tls's own per-connection state: an idle wss
+// connection measured ~30 KB either way.)
 //
 // Requests served this way get `Connection: close` on any non-101 answer.
 // A WebSocket handshake on a kept-alive connection that began with another
