@@ -393,3 +393,17 @@ func TestOnlineUnavailableFastDuringOutage(t *testing.T) {
 		t.Errorf("unavailable after %v, want within about 1s", d)
 	}
 }
+
+func TestReadyzNamesKeySource(t *testing.T) {
+	port := freePort(t) // nothing serves the JWKS there
+	n := startNode(t, "--jwt-secret", "s", "--jwks-url", "http://127.0.0.1:"+itoa(port)+"/jwks.json")
+	resp, err := http.Get(n.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "JWKS_URL") || strings.Contains(string(body), itoa(port)) {
+		t.Errorf("/readyz: %d %q; want 503 naming JWKS_URL, not its address", resp.StatusCode, body)
+	}
+}
