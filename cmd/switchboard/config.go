@@ -176,27 +176,24 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		}
 		return o.def
 	}
-	// Values are valid now: the conversions below cannot fail.
-	atoi := func(name string) int { n, _ := strconv.Atoi(get(name)); return n }
-	dur := func(name string) time.Duration { d, _ := time.ParseDuration(get(name)); return d }
-	boolean := func(name string) bool { b, _ := strconv.ParseBool(get(name)); return b }
-	rate, _ := strconv.ParseFloat(get("rate-limit"), 64)
+	// Values with a check are valid now; p also checks those without one.
+	p := parser{get: get}
 	c := config{
 		Addr:                get("addr"),
 		NodeID:              get("node-id"),
 		RedisURL:            get("redis-url"),
 		RedisPrefix:         get("redis-prefix"),
 		AllowedOrigins:      splitList(get("allowed-origins")),
-		MaxMessageBytes:     int64(atoi("max-message-bytes")),
-		OnlineTimeout:       dur("online-timeout"),
-		RateLimit:           rate,
-		RateBurst:           atoi("rate-burst"),
-		PresenceEvents:      boolean("presence-events"),
-		PresenceEventsLimit: atoi("presence-events-limit"),
-		HeartbeatTTL:        dur("heartbeat-ttl"),
-		ShutdownTimeout:     dur("shutdown-timeout"),
-		OutboundQueue:       atoi("outbound-queue"),
-		OutboundBufferBytes: atoi("outbound-buffer-bytes"),
+		MaxMessageBytes:     int64(p.int("max-message-bytes")),
+		OnlineTimeout:       p.duration("online-timeout"),
+		RateLimit:           p.float("rate-limit"),
+		RateBurst:           p.int("rate-burst"),
+		PresenceEvents:      p.bool("presence-events"),
+		PresenceEventsLimit: p.int("presence-events-limit"),
+		HeartbeatTTL:        p.duration("heartbeat-ttl"),
+		ShutdownTimeout:     p.duration("shutdown-timeout"),
+		OutboundQueue:       p.int("outbound-queue"),
+		OutboundBufferBytes: p.int("outbound-buffer-bytes"),
 		JWTSecret:           get("jwt-secret"),
 		JWTPublicKey:        get("jwt-public-key"),
 		JWKSURL:             get("jwks-url"),
@@ -204,18 +201,21 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		JWTIssuer:           get("jwt-issuer"),
 		JWTAudience:         get("jwt-audience"),
 		JWTUserClaim:        get("jwt-user-claim"),
-		JWTLeeway:           dur("jwt-leeway"),
-		AuthRequired:        boolean("auth-required"),
+		JWTLeeway:           p.durationOrZero("jwt-leeway"),
+		AuthRequired:        p.bool("auth-required"),
 		AdminToken:          get("admin-token"),
 		TLSCert:             get("tls-cert"),
 		TLSKey:              get("tls-key"),
-		HTTPIdleTimeout:     dur("http-idle-timeout"),
-		HTTPReadTimeout:     dur("http-read-timeout"),
-		DemoPage:            boolean("demo-page"),
+		HTTPIdleTimeout:     p.duration("http-idle-timeout"),
+		HTTPReadTimeout:     p.duration("http-read-timeout"),
+		DemoPage:            p.bool("demo-page"),
 		MetricsAddr:         get("metrics-addr"),
-		Pprof:               boolean("pprof"),
+		Pprof:               p.bool("pprof"),
 		LogLevel:            strings.ToLower(get("log-level")),
 		LogFormat:           strings.ToLower(get("log-format")),
+	}
+	if p.err != nil {
+		return config{}, p.err
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return config{}, errors.New("TLS_CERT and TLS_KEY go together: set both (example: TLS_CERT=/etc/letsencrypt/live/example.com/fullchain.pem TLS_KEY=/etc/letsencrypt/live/example.com/privkey.pem) or neither")
@@ -224,6 +224,65 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		c.NodeID = defaultNodeID()
 	}
 	return c, nil
+}
+
+// parser converts option values, keeping the first error: for options
+// without a check function, it is their check.
+type parser struct {
+	get func(string) string
+	err error
+}
+
+func (p *parser) fail(name, v string, err error) {
+	if p.err == nil {
+		p.err = fmt.Errorf("invalid %s=%q: %v", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), v, err)
+	}
+}
+
+func (p *parser) int(name string) int {
+	v := p.get(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		p.fail(name, v, errors.New("want a positive integer"))
+	}
+	return n
+}
+
+func (p *parser) float(name string) float64 {
+	v := p.get(name)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 {
+		p.fail(name, v, errors.New("want a positive number"))
+	}
+	return f
+}
+
+func (p *parser) bool(name string) bool {
+	v := p.get(name)
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, v, errors.New("want true or false"))
+	}
+	return b
+}
+
+func (p *parser) duration(name string) time.Duration {
+	v := p.get(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(name, v, errors.New("want a positive Go duration such as 30s or 2m"))
+	}
+	return d
+}
+
+// durationOrZero is duration allowing 0 (JWT_LEEWAY=0: no leeway).
+func (p *parser) durationOrZero(name string) time.Duration {
+	v := p.get(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		p.fail(name, v, errors.New("want a Go duration such as 30s, or 0"))
+	}
+	return d
 }
 
 // Validators. Each returns what is wanted, for the error message.
