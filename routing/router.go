@@ -571,9 +571,9 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 	e := &Envelope{Kind: kind, Origin: r.node, Exclude: exclude, Action: action, Payload: eventFrame(typ, user, action)}
 	r.deliverLocal(e)
 	// Counted in the metrics; a join has nobody to tell. A leave is owed:
-	// it is retried (see retryLeaves), unless only dead nodes missed it.
-	if _, err := r.publish(ctx, e); err != nil && typ == "leave" && !errors.Is(err, errUnreachable) {
-		r.addPendingLeave(pendingLeave{user: user, action: action, local: true})
+	// it is retried (see retryLeaves).
+	if _, err := r.publish(ctx, e); err != nil && typ == "leave" {
+		r.addPendingLeave(pendingLeave{user: user, action: action, local: true, missed: errors.Is(err, errUnreachable)})
 	}
 }
 

@@ -158,7 +158,7 @@ func TestUnbindDuringStall(t *testing.T) {
 	})
 	c.expectPresence(2 * heartbeatTTL)
 	for _, cl := range crowd {
-		waitFor(t, 5*time.Second, "a leave of "+cl.user, func() bool { return leaves(cl.user) == 1 })
+		waitFor(t, 5*time.Second, "a leave of "+cl.user, func() bool { return leaves(cl.user) >= 1 })
 	}
 	c.finish()
 }
