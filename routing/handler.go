@@ -35,11 +35,15 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(w, req)
 		return
 	}
+	if !r.admit(w, req) { // limits.go: refused before any work
+		return
+	}
 	c := &Conn{r: r, id: newConnID(), presetAction: preset}
 	c.publishFailed = c.reportPublishFailure
 	if tok := auth.TokenFromRequest(req); tok != "" && r.verify.Enabled() {
 		claims, err := r.verify.Verify(req.Context(), tok)
 		if err != nil {
+			r.door.leave()
 			r.metrics.errorSent(CodeUnauthorized)
 			http.Error(w, "invalid token", http.StatusUnauthorized)
 			return
@@ -50,6 +54,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	if r.closing.Load() {
 		r.mu.Unlock()
+		r.door.leave()
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -63,6 +68,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	c.upgraded = upgraded
 	go func() {
 		defer r.wg.Done()
+		defer r.door.leave()
 		// melody returns an error only before the session exists, when
 		// onConnect has not run (onConnect drops c.upgraded, so that an
 		// idle connection does not keep it); the upgrader has answered
@@ -109,6 +115,7 @@ func (r *Router) connOf(s *melody.Session) *Conn {
 func (r *Router) onConnect(s *melody.Session) {
 	c := s.Keys[connKey].(*Conn) //nolint:forcetypeassert // set by ServeHTTP
 	c.s = s
+	s.WebsocketConnection().SetPingHandler(c.onPing) // before melody's reader starts
 	// melody keeps the upgrade request and the keys for the session's life.
 	// Nothing reads the request after the handshake (its headers cost
 	// ~2 KiB per idle connection), and a one-entry map costs ~300 bytes

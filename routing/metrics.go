@@ -22,6 +22,8 @@ type metrics struct {
 	routeLatency  prometheus.Histogram
 	publishFailed prometheus.Counter
 	apiRequests   *prometheus.CounterVec // by call and HTTP status
+	evictions     prometheus.Counter
+	refusals      *prometheus.CounterVec // upgrades refused at the door, by reason
 }
 
 // Delivery kinds for switchboard_messages_delivered_total.
@@ -68,6 +70,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_api_requests_total", Help: "Server API requests, by call and HTTP status.",
 		}, []string{"call", "status"}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_slow_consumers_total",
+			Help: "Connections closed as slow consumers, counted when found (the disconnect follows when the close frame is written).",
+		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_refusals_total", Help: "WebSocket upgrades refused before the handshake, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, reason := range refusalReasons {
+		m.refusals.WithLabelValues(reason)
 	}
 	delivered := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_messages_delivered_total", Help: "Messages handed to local connections, by kind.",
@@ -85,10 +97,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.users, m.received, delivered, m.errors,
-			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.apiRequests)
+			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.apiRequests,
+			m.evictions, m.refusals)
 	}
 	return m
 }
+
+// refusalReasons are the values of switchboard_refusals_total's reason label.
+var refusalReasons = []string{refuseMaxConnections, refuseHandshakeRate, refuseBadRequest}
 
 // disconnectReasons are the values of the reason label.
 var disconnectReasons = []string{

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -52,6 +54,14 @@ var options = []option{
 	{name: "pprof", def: "false", usage: "serve Go's profiler under /debug/pprof/ (keep it behind your firewall)"},
 	{name: "log-level", def: "info", usage: "debug, info, warn or error"},
 	{name: "log-format", def: "text", usage: "text or json"},
+
+	// Protection of a public deployment (docs/operations.md); parsed by parseLimits.
+	{name: "outbound-stall", def: "5s", usage: "a connection whose backlog is over OUTBOUND_BUFFER_BYTES and whose socket took no frame for this long is closed as a slow consumer"},
+	{name: "outbound-max-bytes", def: "67108864", usage: "backlog at which even a connection that reads is closed as a slow consumer (it reads more slowly than it is sent to)"},
+	{name: "max-connections", def: "0", usage: "WebSocket connections per node; beyond it upgrades get 503 with Retry-After (0: no cap)"},
+	{name: "handshake-rate", def: "0", usage: "WebSocket upgrades per second per client IP; beyond it 429 with Retry-After (0: off)"},
+	{name: "handshake-burst", def: "0", usage: "burst of upgrades per client IP (0: twice HANDSHAKE_RATE)"},
+	{name: "trusted-proxies", def: "", usage: "comma-separated CIDRs of proxies whose X-Forwarded-For gives the client IP"},
 }
 
 func (o option) envName() string {
@@ -91,6 +101,42 @@ type config struct {
 	Pprof               bool
 	LogLevel            string
 	LogFormat           string
+
+	limitsConfig
+}
+
+// limitsConfig holds the options that protect a public deployment.
+type limitsConfig struct {
+	OutboundStall    time.Duration
+	OutboundMaxBytes int
+	MaxConnections   int
+	HandshakeRate    float64
+	HandshakeBurst   int
+	TrustedProxies   []netip.Prefix
+}
+
+// parseLimits reads the limitsConfig options.
+func parseLimits(p *parser) limitsConfig {
+	l := limitsConfig{
+		OutboundStall:    p.duration("outbound-stall"),
+		OutboundMaxBytes: p.int("outbound-max-bytes"),
+		MaxConnections:   p.intOrZero("max-connections"),
+		HandshakeRate:    p.floatOrZero("handshake-rate"),
+		HandshakeBurst:   p.intOrZero("handshake-burst"),
+	}
+	for _, s := range splitList(p.get("trusted-proxies")) {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s) // a single address is its own /32 or /128
+			if aerr != nil {
+				p.fail("trusted-proxies", s, "CIDRs such as 10.0.0.0/8 or addresses")
+				continue
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		l.TrustedProxies = append(l.TrustedProxies, pfx.Masked())
+	}
+	return l
 }
 
 // errHelp: --help was asked for and printed.
@@ -163,6 +209,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		LogLevel:            get("log-level"),
 		LogFormat:           get("log-format"),
 	}
+	c.limitsConfig = parseLimits(&p)
 	if p.err != nil {
 		return config{}, p.err
 	}
@@ -197,6 +244,24 @@ func (p *parser) int(name string) int {
 		p.fail(name, v, "a positive integer")
 	}
 	return n
+}
+
+func (p *parser) intOrZero(name string) int {
+	v := p.get(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		p.fail(name, v, "a non-negative integer (0: off)")
+	}
+	return n
+}
+
+func (p *parser) floatOrZero(name string) float64 {
+	v := p.get(name)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		p.fail(name, v, "a non-negative number (0: off)")
+	}
+	return f
 }
 
 func (p *parser) float(name string) float64 {
