@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -49,4 +52,74 @@ func TestAmbiguousObjectsRefused(t *testing.T) {
 		d.expectError(routing.CodeInvalidJSON)
 		d.expectClose(websocket.ClosePolicyViolation)
 	}
+}
+
+// TestPingFlood: WebSocket pings count against the rate limit. A raw client
+// flooding pings gets no more pongs than its limit allows and is closed
+// with 1008; another connection's requests are answered meanwhile.
+func TestPingFlood(t *testing.T) {
+	n := startNode(t, "--rate-limit", "100", "--rate-burst", "200")
+	other := n.online(t, "chat", "other")
+	resp, c, br := rawUpgrade(t, n, "127.0.0.1", "/ws", nil)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	// 20,000 masked, empty ping frames per write.
+	ping := []byte{0x89, 0x80, 1, 2, 3, 4}
+	batch := bytes.Repeat(ping, 20000)
+	stop := make(chan struct{})
+	flooded := make(chan int, 1)
+	go func() {
+		sent := 0
+		defer func() { flooded <- sent }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write(batch); err != nil {
+				return // closed by the server
+			}
+			sent += 20000
+		}
+	}()
+	defer close(stop)
+
+	// The other connection is served while the flood goes on.
+	start := time.Now()
+	for i := range 20 {
+		other.send(map[string]any{"type": "ping", "id": i})
+		if m, err := other.read(5 * time.Second); err != nil || m["type"] != "pong" {
+			t.Fatalf("other's ping %d: %v, %v", i, m, err)
+		}
+	}
+
+	// The flooder reads at most the limit's pongs, then close 1008.
+	pongs := 0
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var h [2]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			t.Fatalf("flooder: %v after %d pongs, want a close frame", err, pongs)
+		}
+		payload := make([]byte, h[1]&0x7f)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			t.Fatal(err)
+		}
+		if h[0]&0x0f == 0xA {
+			pongs++
+			continue
+		}
+		if h[0]&0x0f != 0x8 || len(payload) < 2 || int(payload[0])<<8|int(payload[1]) != websocket.ClosePolicyViolation || string(payload[2:]) != "ping flood" {
+			t.Fatalf("flooder got frame %#x %q, want close 1008 ping flood", h[0], payload)
+		}
+		break
+	}
+	elapsed := time.Since(start)
+	if limit := 200 + int(100*elapsed.Seconds()) + 100; pongs > limit {
+		t.Fatalf("%d pongs in %v, want at most %d", pongs, elapsed, limit)
+	}
+	t.Logf("%d pongs in %v, then close 1008", pongs, elapsed)
 }
