@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard/switchboard/routing"
@@ -122,4 +125,30 @@ func TestPingFlood(t *testing.T) {
 		t.Fatalf("%d pongs in %v, want at most %d", pongs, elapsed, limit)
 	}
 	t.Logf("%d pongs in %v, then close 1008", pongs, elapsed)
+}
+
+// TestHostileTokens: a token whose user claim is not a valid user id (a
+// line separator makes it unaddressable), or whose exp is a string, is
+// unauthorized, in online and at upgrade time.
+func TestHostileTokens(t *testing.T) {
+	n := startNode(t, "--jwt-secret", testSecret)
+	exp := time.Now().Add(time.Hour).Unix()
+	for name, claims := range map[string]jwt.MapClaims{
+		"line separator in sub":      {"sub": "ali\u2028ce", "exp": exp},
+		"paragraph separator in sub": {"sub": "alice\u2029", "exp": exp},
+		"control character in sub":   {"sub": "ali\x01ce", "exp": exp},
+		"exp as a string":            {"sub": "alice", "exp": strconv.FormatInt(exp, 10)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tok := hs256(t, claims)
+			c := onlineWith(t, n, tok, "")
+			c.expectError(routing.CodeUnauthorized)
+			c.expectClose(websocket.ClosePolicyViolation)
+			if _, err := n.tryDial("/ws?access_token="+tok, nil); err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+				t.Fatalf("upgrade with the token: %v, want HTTP 401", err)
+			}
+		})
+	}
+	c := onlineWith(t, n, hs256(t, validClaims("alice", time.Hour)), "")
+	c.expect("ready")
 }
