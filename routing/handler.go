@@ -73,7 +73,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// onConnect has not run (onConnect drops c.upgraded, so that an
 		// idle connection does not keep it); the upgrader has answered
 		// with an HTTP error.
-		if err := r.m.HandleRequestWithKeys(w, req, map[string]any{connKey: c}); err != nil {
+		if err := r.m.HandleRequestWithKeys(guardHijack{w}, req, map[string]any{connKey: c}); err != nil { // frames.go
 			close(c.upgraded)
 		}
 	}()

@@ -152,3 +152,45 @@ func TestHostileTokens(t *testing.T) {
 	c := onlineWith(t, n, hs256(t, validClaims("alice", time.Hour)), "")
 	c.expect("ready")
 }
+
+// TestCloseFrameOneBytePayload: a close frame's payload is empty or starts
+// with a 2-byte code (RFC 6455 5.5.1); one of 1 byte is a protocol error,
+// answered with close 1002. A well-formed close is echoed as before.
+func TestCloseFrameOneBytePayload(t *testing.T) {
+	n := startNode(t)
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		want    int
+	}{
+		{"1-byte payload", []byte{0x03}, websocket.CloseProtocolError},
+		{"code 1000", []byte{0x03, 0xe8}, websocket.CloseNormalClosure},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, c, br := rawUpgrade(t, n, "127.0.0.1", "/ws", nil)
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %d", resp.StatusCode)
+			}
+			key := []byte{9, 8, 7, 6}
+			frame := append([]byte{0x88, 0x80 | byte(len(tc.payload))}, key...)
+			for i, b := range tc.payload {
+				frame = append(frame, b^key[i%4])
+			}
+			if _, err := c.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var h [2]byte
+			if _, err := io.ReadFull(br, h[:]); err != nil {
+				t.Fatal(err)
+			}
+			payload := make([]byte, h[1]&0x7f)
+			if _, err := io.ReadFull(br, payload); err != nil {
+				t.Fatal(err)
+			}
+			if h[0] != 0x88 || len(payload) < 2 || int(payload[0])<<8|int(payload[1]) != tc.want {
+				t.Fatalf("got frame %#x % x, want close %d", h[0], payload, tc.want)
+			}
+		})
+	}
+}
