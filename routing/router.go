@@ -75,7 +75,7 @@ type Config struct {
 	// far it falls behind, up to OutboundMaxBytes. Default 1 MiB.
 	OutboundBufferBytes int
 	// OutboundStall is how long a backlog over OutboundBufferBytes may wait
-	// without the writer finishing a frame. Default 5s.
+	// without the writer finishing a frame. Default 2s.
 	OutboundStall time.Duration
 	// OutboundMaxBytes caps the backlog of a connection that reads, but
 	// more slowly than it is sent to: over it, it is a slow consumer too.
@@ -129,7 +129,7 @@ func (c *Config) setDefaults() {
 		c.OutboundBufferBytes = 1 << 20
 	}
 	if c.OutboundStall <= 0 {
-		c.OutboundStall = 5 * time.Second
+		c.OutboundStall = 2 * time.Second
 	}
 	if c.OutboundMaxBytes <= 0 {
 		c.OutboundMaxBytes = 64 << 20

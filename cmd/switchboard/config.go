@@ -56,7 +56,7 @@ var options = []option{
 	{name: "log-format", def: "text", usage: "text or json"},
 
 	// Protection of a public deployment (docs/operations.md); parsed by parseLimits.
-	{name: "outbound-stall", def: "5s", usage: "a connection whose backlog is over OUTBOUND_BUFFER_BYTES and whose socket took no frame for this long is closed as a slow consumer"},
+	{name: "outbound-stall", def: "2s", usage: "a connection whose backlog is over OUTBOUND_BUFFER_BYTES and whose socket took no frame for this long is closed as a slow consumer"},
 	{name: "outbound-max-bytes", def: "67108864", usage: "backlog at which even a connection that reads is closed as a slow consumer (it reads more slowly than it is sent to)"},
 	{name: "max-connections", def: "0", usage: "WebSocket connections per node; beyond it upgrades get 503 with Retry-After (0: no cap)"},
 	{name: "handshake-rate", def: "0", usage: "WebSocket upgrades per second per client IP; beyond it 429 with Retry-After (0: off)"},
