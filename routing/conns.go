@@ -43,16 +43,19 @@ type Conn struct {
 	// keeps the writer making progress, however large the backlog grows
 	// (up to OutboundMaxBytes); one over OutboundBufferBytes whose writer
 	// has written nothing for OutboundStall is a slow consumer.
-	inflight      atomic.Int32 // frames handed to melody, not yet written
-	backlogN      atomic.Int32 // len(backlog), for the lock-free fast path
-	evicted       atomic.Bool  // evict has begun: every later frame is dropped
-	authed        bool         // the user id comes from a token; set before stateOnline
-	outMu         sync.Mutex   // guards backlog, backlogBytes, closeMsg and progress
-	backlog       [][]byte     // nil entry: the close frame closeMsg
-	backlogBytes  int
-	closeMsg      []byte
-	limiter       *connLimiter     // created by the first message or ping
-	publishFailed func(int, error) // c.reportPublishFailure, bound once
+	inflight     atomic.Int32 // frames handed to melody, not yet written
+	backlogN     atomic.Int32 // len(backlog), for the lock-free fast path
+	evicted      atomic.Bool  // evict has begun: every later frame is dropped
+	authed       bool         // the user id comes from a token; set before stateOnline
+	outMu        sync.Mutex   // guards backlog, backlogBytes, closeMsg and progress
+	backlog      [][]byte     // nil entry: the close frame closeMsg
+	backlogBytes int
+	closeMsg     []byte
+	limiter      *connLimiter // created by the first message or ping
+	// echo receives when this node's subscription has delivered a direct
+	// message this connection sent to a user with connections here (see
+	// Router.awaitEcho); made by the first such message.
+	echo chan struct{}
 
 	// Set before the state becomes stateOnline. (The fields are ordered
 	// to keep Conn within Go's 288-byte size class.)
@@ -210,6 +213,7 @@ func (c *Conn) take() bool {
 // moves waiting frames into the queue.
 func (c *Conn) sent() {
 	c.inflight.Add(-1)
+	c.kickCatchup()
 	if c.backlogN.Load() == 0 {
 		return
 	}
@@ -388,9 +392,13 @@ func (r *Router) deliverLocal(e *Envelope) int {
 	defer r.mu.RUnlock()
 	n := 0
 	if e.User != "" {
+		var seq int64 // a kept direct message's number (mailbox.go)
+		if r.mbox != nil && e.Kind == KindMessage {
+			seq = mailSeq(e.Payload)
+		}
 		for _, c := range r.users[e.User] {
 			if c.action == e.Action && c.id != e.Exclude {
-				c.write(e.Payload)
+				c.writeMail(e.Payload, seq)
 				n++
 			}
 		}
@@ -403,6 +411,20 @@ func (r *Router) deliverLocal(e *Envelope) int {
 		}
 	}
 	return n
+}
+
+// disconnectLocal closes the local connections that a disconnect envelope
+// targets and returns how many.
+func (r *Router) disconnectLocal(e *Envelope) int {
+	conns := r.localConns(e)
+	for _, c := range conns {
+		if e.Kind == KindBan {
+			r.ban(c, string(e.Payload))
+		} else {
+			r.disconnect(c, string(e.Payload))
+		}
+	}
+	return len(conns)
 }
 
 // localConns returns the local online connections matching the target of a

@@ -46,8 +46,8 @@ func newConnTestNode(t *testing.T, cfg Config) (*Router, string) {
 	return r, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/chat"
 }
 
-// dialOnline connects user and returns the client and its server-side Conn.
-func dialOnline(t *testing.T, r *Router, url, user string) (*websocket.Conn, *Conn) {
+// dialConn connects user and returns the client and its server-side Conn.
+func dialConn(t *testing.T, r *Router, url, user string) (*websocket.Conn, *Conn) {
 	t.Helper()
 	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
@@ -74,7 +74,7 @@ func dialOnline(t *testing.T, r *Router, url, user string) (*websocket.Conn, *Co
 func TestEvictedDropsFrames(t *testing.T) {
 	const buffer = 256 << 10
 	r, url := newConnTestNode(t, Config{OutboundBufferBytes: buffer, OutboundStall: 200 * time.Millisecond})
-	_, c := dialOnline(t, r, url, "slow") // never reads
+	_, c := dialConn(t, r, url, "slow") // never reads
 	frame := []byte(`{"p":"` + strings.Repeat("x", 60<<10) + `"}`)
 	deadline := time.Now().Add(60 * time.Second)
 	for !c.evicted.Load() {
@@ -111,7 +111,7 @@ func TestEvictedDropsFrames(t *testing.T) {
 func TestReaderNotEvictedByBurst(t *testing.T) {
 	const buffer = 256 << 10
 	r, url := newConnTestNode(t, Config{OutboundBufferBytes: buffer, OutboundStall: 2 * time.Second})
-	ws, c := dialOnline(t, r, url, "reader")
+	ws, c := dialConn(t, r, url, "reader")
 	const frames = 400
 	frame := []byte(`{"p":"` + strings.Repeat("x", 30<<10) + `"}`) // 400 × 30 KiB = 12 MiB
 	got := make(chan error, 1)
@@ -146,7 +146,7 @@ func TestReaderNotEvictedByBurst(t *testing.T) {
 // while the writer makes progress.
 func TestOutboundMaxBytes(t *testing.T) {
 	r, url := newConnTestNode(t, Config{OutboundBufferBytes: 64 << 10, OutboundMaxBytes: 1 << 20, OutboundStall: time.Hour})
-	_, c := dialOnline(t, r, url, "slow")
+	_, c := dialConn(t, r, url, "slow")
 	frame := []byte(`{"p":"` + strings.Repeat("x", 60<<10) + `"}`)
 	deadline := time.Now().Add(60 * time.Second)
 	for !c.evicted.Load() {

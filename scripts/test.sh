@@ -16,6 +16,15 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The client package's tests (web/client: node --test, tsc) need Node 18+
+# and npm; `go test ./web/` installs the package's devDependencies itself.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "==> installing nodejs npm"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+
 echo "==> go vet"
 go vet ./...
 

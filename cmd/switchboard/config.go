@@ -41,6 +41,7 @@ var options = []option{
 	{name: "shutdown-timeout", def: "10s", usage: "time allowed for a graceful shutdown"},
 	{name: "outbound-queue", def: "4", usage: "frames handed to a connection's socket writer at once; more wait in its backlog"},
 	{name: "outbound-buffer-bytes", def: "1048576", usage: "bytes that may wait in a connection's backlog before it is closed as a slow consumer (1008)"},
+	{name: "max-connections-per-user", def: "0", usage: "a user's connections across all actions and nodes; one more online is refused with too_many_connections (0: no cap)"},
 	{name: "jwt-secret", def: "", usage: "HMAC secret for HS256/384/512 tokens; enables auth"},
 	{name: "jwt-public-key", def: "", usage: "path to a PEM public key (RSA, ECDSA, Ed25519); enables auth"},
 	{name: "jwks-url", def: "", usage: "JWKS endpoint; enables auth"},
@@ -55,6 +56,12 @@ var options = []option{
 	{name: "log-level", def: "info", usage: "debug, info, warn or error"},
 	{name: "log-format", def: "text", usage: "text or json"},
 
+	// The mailbox (docs/protocol.md, "The mailbox").
+	{name: "mailbox", def: "true", usage: "keep direct messages in the recipient's mailbox, numbered with seq, for catching up (false: user_offline, no seq)"},
+	{name: "mailbox-size", def: "1000", usage: "messages kept per mailbox (user and action); older ones are dropped"},
+	{name: "mailbox-ttl", def: "168h", usage: "how long a kept message lives"},
+	{name: "dedup-window", def: "5m", usage: "a direct message whose id repeats within this time is neither kept nor delivered again"},
+	{name: "mailbox-memory-limit", def: "268435456", usage: "in-memory mode: bytes all mailboxes keep in total (a message counts its size plus 64); the oldest go first"},
 	// Protection of a public deployment (docs/operations.md); parsed by parseLimits.
 	{name: "outbound-stall", def: "2s", usage: "a connection whose backlog is over OUTBOUND_BUFFER_BYTES and whose socket took no frame for this long is closed as a slow consumer"},
 	{name: "outbound-max-bytes", def: "67108864", usage: "backlog at which even a connection that reads is closed as a slow consumer (it reads more slowly than it is sent to)"},
@@ -82,6 +89,7 @@ type config struct {
 	OnlineTimeout       time.Duration
 	RateLimit           float64
 	RateBurst           int
+	MaxConnsPerUser     int
 	PresenceEvents      bool
 	PresenceEventsLimit int
 	HeartbeatTTL        time.Duration
@@ -102,6 +110,14 @@ type config struct {
 	LogLevel            string
 	LogFormat           string
 
+	// The mailbox.
+	Mailbox            bool
+	MailboxSize        int
+	MailboxTTL         time.Duration
+	DedupWindow        time.Duration
+	MailboxMemoryLimit int64
+
+	// Protection of a public deployment.
 	limitsConfig
 }
 
@@ -195,6 +211,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		ShutdownTimeout:     p.duration("shutdown-timeout"),
 		OutboundQueue:       p.int("outbound-queue"),
 		OutboundBufferBytes: p.int("outbound-buffer-bytes"),
+		MaxConnsPerUser:     p.count("max-connections-per-user"),
 		JWTSecret:           get("jwt-secret"),
 		JWTPublicKey:        get("jwt-public-key"),
 		JWKSURL:             get("jwks-url"),
@@ -209,6 +226,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		LogLevel:            get("log-level"),
 		LogFormat:           get("log-format"),
 	}
+	c.Mailbox = p.bool("mailbox")
+	c.MailboxSize = p.int("mailbox-size")
+	c.MailboxTTL = p.duration("mailbox-ttl")
+	c.DedupWindow = p.duration("dedup-window")
+	c.MailboxMemoryLimit = int64(p.int("mailbox-memory-limit"))
 	c.limitsConfig = parseLimits(&p)
 	if p.err != nil {
 		return config{}, p.err
@@ -235,6 +257,16 @@ func (p *parser) fail(name, v, want string) {
 	if p.err == nil {
 		p.err = fmt.Errorf("invalid %s=%q: want %s", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), v, want)
 	}
+}
+
+// count reads a non-negative integer (0 usually meaning "no limit").
+func (p *parser) count(name string) int {
+	v := p.get(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		p.fail(name, v, "a non-negative integer (0: none)")
+	}
+	return n
 }
 
 func (p *parser) int(name string) int {

@@ -74,6 +74,7 @@ type server struct {
 	cfg      config
 	log      *slog.Logger
 	store    session.Store
+	mailbox  session.Mailbox // nil with MAILBOX=false
 	broker   routing.Broker
 	closers  []func() error // run after the router has shut down, in order
 	verifier *auth.Verifier
@@ -126,6 +127,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		HeartbeatTTL:        cfg.HeartbeatTTL,
 		OutboundQueue:       cfg.OutboundQueue,
 		OutboundBufferBytes: cfg.OutboundBufferBytes,
+		Mailbox:             s.mailbox,
 		OutboundStall:       cfg.OutboundStall,
 		OutboundMaxBytes:    cfg.OutboundMaxBytes,
 		Limits: routing.Limits{
@@ -165,9 +167,15 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 
 // openStore picks the in-memory store or Redis.
 func (s *server) openStore() error {
+	mopts := session.MailboxOptions{Size: s.cfg.MailboxSize, TTL: s.cfg.MailboxTTL, DedupWindow: s.cfg.DedupWindow}
 	if s.cfg.RedisURL == "" {
-		s.store = session.NewMemoryStore()
+		store := session.NewMemoryStore()
+		store.SetMaxUserConnections(s.cfg.MaxConnsPerUser)
+		s.store = store
 		s.broker = routing.NewMemoryHub().Broker(s.cfg.NodeID)
+		if s.cfg.Mailbox {
+			s.mailbox = session.NewMemoryMailbox(mopts, s.cfg.MailboxMemoryLimit)
+		}
 		return nil
 	}
 	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
@@ -175,12 +183,22 @@ func (s *server) openStore() error {
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	s.store = session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix})
-	s.broker = routing.NewRedisBroker(client, routing.RedisBrokerConfig{
-		Node:   s.cfg.NodeID,
-		Prefix: s.cfg.RedisPrefix,
-		Logger: s.log,
+	store := session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix, MaxUserConnections: s.cfg.MaxConnsPerUser})
+	s.store = store
+	var mailbox *session.RedisMailbox
+	if s.cfg.Mailbox {
+		mailbox = session.NewRedisMailbox(client, s.cfg.RedisPrefix, mopts)
+		s.mailbox = mailbox
+	}
+	s.broker, err = routing.NewRedisBroker(store, routing.RedisBrokerConfig{
+		Node:    s.cfg.NodeID,
+		Mailbox: mailbox,
+		Logger:  s.log,
 	})
+	if err != nil {
+		_ = client.Close()
+		return err
+	}
 	s.closers = append(s.closers, client.Close)
 	return nil
 }
