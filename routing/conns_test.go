@@ -161,3 +161,30 @@ func TestOutboundMaxBytes(t *testing.T) {
 		t.Fatalf("backlog %d bytes after eviction", c.backlogBytes)
 	}
 }
+
+// TestWriteTimeoutIsSlowConsumer: a client that stops reading with a small
+// backlog is closed by the write timeout, and counted as a slow consumer.
+func TestWriteTimeoutIsSlowConsumer(t *testing.T) {
+	r, url := newConnTestNode(t, Config{WriteWait: 300 * time.Millisecond})
+	_, c := dialConn(t, r, url, "slow")
+	frame := []byte(`{"p":"` + strings.Repeat("x", 60<<10) + `"}`)
+	deadline := time.Now().Add(60 * time.Second)
+	for c.state.Load() != stateClosed {
+		if time.Now().After(deadline) {
+			t.Fatal("not closed within 60s")
+		}
+		if c.backlogN.Load() == 0 {
+			c.write(frame) // fill the socket buffers, keep the backlog small
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.mu.Lock()
+	reason := c.reason
+	c.mu.Unlock()
+	if reason != "slow_consumer" {
+		t.Fatalf("closed with reason %q, want slow_consumer", reason)
+	}
+	if got := counterValue(r.metrics.evictions); got != 1 {
+		t.Fatalf("evictions = %v, want 1", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -206,7 +207,23 @@ func (r *Router) onError(s *melody.Session, err error) {
 		c.evict()
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.setReason("message_too_big") // gorilla has already sent close 1009
+	case isWriteTimeout(err):
+		// The socket took no frame within WriteWait: the client stopped
+		// reading (with a backlog too small for the stall check). melody
+		// closes the connection; count it as what it is.
+		if !c.evicted.Load() {
+			r.metrics.evictions.Inc()
+		}
+		c.setReason("slow_consumer")
 	}
+}
+
+// isWriteTimeout reports whether err is a socket write that timed out.
+// gorilla hides the *net.OpError of a timeout behind an error of its own
+// that keeps only its text ("write tcp …: i/o timeout", "writev tcp …").
+func isWriteTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() && strings.HasPrefix(err.Error(), "write")
 }
 
 func (r *Router) onBinary(s *melody.Session, _ []byte) {
