@@ -79,3 +79,17 @@ func TestIPLimiterBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestDoorDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		rate      float64
+		wantBurst int
+	}{{2, 4}, {2.5, 5}, {0.1, 1}} {
+		if d := newDoor(Limits{HandshakeRate: tc.rate}); d.lim.HandshakeBurst != tc.wantBurst || d.lim.HandshakeClients != 1<<16 {
+			t.Errorf("rate %v: burst %d, clients %d; want %d, 65536", tc.rate, d.lim.HandshakeBurst, d.lim.HandshakeClients, tc.wantBurst)
+		}
+	}
+	if d := newDoor(Limits{}); d.ips != nil {
+		t.Error("a handshake limiter without HandshakeRate")
+	}
+}

@@ -153,3 +153,35 @@ func TestHandshakeNeedsHTTP11AndHost(t *testing.T) {
 	}
 	w.expect(map[string]float64{`switchboard_refusals_total{reason="bad_request"}`: 3})
 }
+
+func TestLimitsConfig(t *testing.T) {
+	cfg, err := parseConfig([]string{"--trusted-proxies", "10.0.0.0/8, 192.168.1.1,fd00::/8", "--handshake-rate", "2.5", "--max-connections", "100"},
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.TrustedProxies); got != "[10.0.0.0/8 192.168.1.1/32 fd00::/8]" {
+		t.Errorf("TrustedProxies = %s", got)
+	}
+	if cfg.HandshakeRate != 2.5 || cfg.HandshakeBurst != 0 || cfg.MaxConnections != 100 || cfg.OutboundStall != 2*time.Second || cfg.OutboundMaxBytes != 64<<20 {
+		t.Errorf("limits = %+v", cfg.limitsConfig)
+	}
+	for _, args := range [][]string{
+		{"--trusted-proxies", "10.0.0.0/33"},
+		{"--trusted-proxies", "proxy.example"},
+		{"--handshake-rate", "-1"},
+		{"--handshake-rate", "NaN"},
+		{"--max-connections", "-5"},
+		{"--outbound-stall", "0s"},
+	} {
+		if _, err := parseConfig(args, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	// The environment works as for every option.
+	env := map[string]string{"MAX_CONNECTIONS": "7", "TRUSTED_PROXIES": "127.0.0.1"}
+	cfg, err = parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || cfg.MaxConnections != 7 || len(cfg.TrustedProxies) != 1 {
+		t.Fatalf("from the environment: %+v, %v", cfg.limitsConfig, err)
+	}
+}
