@@ -243,6 +243,15 @@ func parseObject(b []byte) (f fields, ok bool) {
 	return f, true
 }
 
+// ambiguityHint explains why parseObject refused b, when b is a JSON object
+// (so it was refused as ambiguous); "" otherwise.
+func ambiguityHint(b []byte) string {
+	if i := skipWS(b, 0); i < len(b) && b[i] == '{' && json.Valid(b) {
+		return ": a member name appears twice, or a protocol name (to, type, id, since, seq, token, user_id) is in another letter case or spelled with escapes"
+	}
+	return ""
+}
+
 // smallObject is the number of members parseObject checks for duplicates
 // without a map.
 const smallObject = 16

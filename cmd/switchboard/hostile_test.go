@@ -194,3 +194,22 @@ func TestCloseFrameOneBytePayload(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIPublishAmbiguous: the server API refuses the ambiguous objects a
+// client may not send either, with 400 and why, and delivers nothing.
+func TestAPIPublishAmbiguous(t *testing.T) {
+	n := startNode(t, "--admin-token", testAdminToken)
+	bob := n.online(t, "chat", "bob")
+	for _, body := range []string{
+		`{"action":"chat","To":"bob","text":"x"}`,
+		`{"action":"chat","type":"join","type":"message"}`,
+		`{"action":"chat","to":"bob","to":"carol"}`,
+	} {
+		r := adminCall(t, n, "POST", "/api/publish", body)
+		expectAPIError(t, r, http.StatusBadRequest, body)
+		if msg, _ := r.body["error"].(string); !strings.Contains(msg, "twice") {
+			t.Errorf("%s: error %q does not say why", body, msg)
+		}
+	}
+	bob.expectNothing(100 * time.Millisecond)
+}
