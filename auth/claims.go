@@ -8,7 +8,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// maxUserIDBytes is SPEC's limit on a user id.
+// maxUserIDBytes is the protocol's limit on a user id (docs/protocol.md).
 const maxUserIDBytes = 256
 
 // lookupClaim finds the user claim: a top-level claim of exactly that name
@@ -56,9 +56,9 @@ func claimsFrom(user any, found bool, exp *jwt.NumericDate, name string) (Claims
 	return Claims{UserID: s, Expiry: exp.Time}, nil
 }
 
-// validUserID reports whether s is a user id as SPEC defines it: 1 to 256
-// bytes of valid UTF-8 without control characters (C0, DEL, C1) or line and
-// paragraph separators (U+2028, U+2029), exactly as online's user_id.
+// validUserID reports whether s is a user id as the protocol defines it: 1
+// to 256 bytes of valid UTF-8 without control characters (C0, DEL, C1) or
+// line and paragraph separators (U+2028, U+2029), exactly as online's user_id.
 func validUserID(s string) bool {
 	if len(s) == 0 || len(s) > maxUserIDBytes {
 		return false

@@ -22,7 +22,7 @@ import (
 	"github.com/switchboard/switchboard/session"
 )
 
-// API returns the server API of SPEC section 7, to be mounted at /api/:
+// API returns the server API (docs/operations.md, "Server API"), to be mounted at /api/:
 //
 //	POST   /api/publish                     {"action","to"?,…} → {"delivered":N}
 //	GET    /api/actions/{action}            → {"action","users":[…],"connections":N}

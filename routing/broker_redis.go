@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,8 @@ type RedisBrokerConfig struct {
 	// Mailbox keeps direct messages (SPEC section 10): PublishDirect appends
 	// to it in the same script that routes. Default nil: no mailbox.
 	Mailbox *session.RedisMailbox
-	// Logger receives state changes (never per message). Default: discard.
+	// Logger receives state changes (never per message). Default: warnings
+	// and errors to stderr, as routing.Config's.
 	Logger *slog.Logger
 }
 
@@ -52,7 +54,7 @@ func (c *RedisBrokerConfig) setDefaults() {
 		c.ProbeInterval = 2 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 }
 

@@ -36,6 +36,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(w, req)
 		return
 	}
+	if !websocket.IsWebSocketUpgrade(req) {
+		notWebSocket(w)
+		return
+	}
+	if !r.checkOrigin(req) {
+		r.refuseOrigin(w, req)
+		return
+	}
 	if !r.admit(w, req) { // limits.go: refused before any work
 		return
 	}
@@ -303,13 +311,23 @@ func (r *Router) online(c *Conn, b []byte) {
 		c.closeWithError(CodeNotOnline, policy)
 		return
 	}
+	if !r.running.Load() {
+		r.refuseNotRunning(c)
+		return
+	}
 	msg := readOnline(b)
 
 	action := c.presetAction
 	if !absent(msg.Action) {
 		a, ok := stringValue(msg.Action)
-		if !ok || !ValidAction(a) || (action != "" && a != action) {
+		if !ok || !ValidAction(a) {
 			c.closeWithError(CodeInvalidAction, policy)
+			return
+		}
+		if action != "" && a != action {
+			c.r.metrics.errorSent(CodeInvalidAction)
+			c.close(policy, CodeInvalidAction, errorFrame(CodeInvalidAction,
+				"online names another action than the URL path /ws/"+action+"; omit action or connect to /ws/"+a, nil, nil))
 			return
 		}
 		action = a
@@ -388,7 +406,14 @@ func (r *Router) online(c *Conn, b []byte) {
 	c.user, c.action = user, action
 	c.connectedAt = time.Now()
 
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
+	timeout := r.cfg.StoreTimeout
+	if !r.storeOK.Load() {
+		// The heartbeat found the store unreachable: answer unavailable
+		// soon rather than after the whole timeout; a store that is back
+		// binds well within it.
+		timeout = min(timeout, outageStoreTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout) //nolint:contextcheck // melody gives no request context
 	defer cancel()
 	// Subscribe before binding, so that nothing sent to the new binding
 	// from another node is missed.

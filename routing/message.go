@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// Error codes sent to clients (SPEC section 4).
+// Error codes sent to clients (docs/protocol.md, "Errors").
 const (
 	CodeMissingAction     = "missing_action"
 	CodeInvalidAction     = "invalid_action"

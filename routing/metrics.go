@@ -146,11 +146,11 @@ var refusalReasons = []string{refuseMaxConnections, refuseHandshakeRate, refuseB
 
 // disconnectReasons are the values of the reason label.
 var disconnectReasons = []string{
-	"client", "slow_consumer", "policy", "timeout", "shutdown", "api", "message_too_big", "invalid_utf8", "unavailable", "error",
+	"client", "slow_consumer", "policy", "timeout", "shutdown", "api", "message_too_big", "invalid_utf8", "unavailable",
 	"too_many_connections", "banned",
 }
 
-// errorSent counts an error frame; codes outside the spec's set (from custom
+// errorSent counts an error frame; codes outside the protocol's set (from custom
 // handlers) are counted as "custom".
 func (m *metrics) errorSent(code string) {
 	if c, ok := m.errorByCode[code]; ok {

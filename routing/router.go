@@ -9,9 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,7 +41,8 @@ type Config struct {
 	// is on (AUTH_REQUIRED=false). Default false: a token is required.
 	AuthOptional bool
 	// TokenLeeway is added to a token's exp before a live connection is
-	// closed with token_expired. Default 0.
+	// closed with token_expired. Default: the Verifier's Leeway; a negative
+	// value means none.
 	TokenLeeway time.Duration
 	// AllowedOrigins lists the Origins (scheme://host[:port], or "*") allowed
 	// to connect. Default: only the server's own host. Requests without an
@@ -100,7 +101,9 @@ type Config struct {
 	Limits Limits
 	// Registerer receives the Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
-	// Logger receives logs. Default: discard.
+	// Logger receives logs. Default: text to stderr at Warn level, so that
+	// a misconfigured embedding is not silent; pass a Logger with a discard
+	// handler to silence it.
 	Logger *slog.Logger
 }
 
@@ -152,8 +155,12 @@ func (c *Config) setDefaults() {
 		c.StoreTimeout = 5 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	if c.TokenLeeway == 0 && c.Verifier != nil {
+		c.TokenLeeway = c.Verifier.Leeway()
+	}
+	c.TokenLeeway = max(c.TokenLeeway, 0)
 }
 
 // Router serves WebSocket connections and routes their messages. It is safe
@@ -199,6 +206,11 @@ type Router struct {
 	catchingUp atomic.Int32            // entries in catchups
 	blockSeqMu sync.Mutex
 	blockSeq   map[[3]string]int64 // see blockedResult
+
+	// Embedding guards (guards.go): Run was called; log rate limits.
+	running   atomic.Bool
+	runLog    logLimiter
+	originLog logLimiter
 
 	wg       sync.WaitGroup // one per connection being served, and per catch-up
 	closing  atomic.Bool
@@ -318,6 +330,7 @@ func (r *Router) Prepare(ctx context.Context) {
 // rewrites them), retrying unbinds that failed, and reaping dead nodes. It
 // returns when ctx ends, once the broker has stopped.
 func (r *Router) Run(ctx context.Context) error {
+	r.running.Store(true) // online is refused before: see refuseNotRunning
 	go func() {
 		if err := r.broker.Subscribe(ctx, Topic{Node: r.node}); err != nil {
 			r.log.Warn("subscribing to the node channel", "err", err)

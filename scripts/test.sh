@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Switchboard's whole test suite on a fresh Debian machine: installs what
-# the tests need (redis-server, chromium) when missing, then vet, the tests
-# with the race detector, and a short run of every fuzz target.
+# the tests need (redis-server, chromium) when missing, then vet, the check
+# that docs and --help agree, the tests with the race detector, and a short
+# run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ fi
 
 echo "==> go vet"
 go vet ./...
+
+echo "==> docs and --help agree"
+./scripts/check-docs.sh
 
 echo "==> go test -race"
 go test -race -count=1 -timeout 20m ./...

@@ -43,7 +43,15 @@ local function mailbox_append(stream, meta, dedup, index, action, head, now_ms, 
   -- expired ones lead; at most 100 are looked at per append (a reader
   -- skips any that remain).
   local cutoff = now_ms - ttl_ms
-  local old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100)
+  -- Usually the oldest entry has not expired: look at it alone first.
+  local old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #old > 0 then
+    local f, t = old[1][2], 0
+    for i = 1, #f, 2 do
+      if f[i] == 't' then t = tonumber(f[i + 1]) end
+    end
+    if t > cutoff then old = {} else old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100) end
+  end
   local keep_from = nil
   for _, e in ipairs(old) do
     local f = e[2]

@@ -1,5 +1,3 @@
-//go:build mailbox
-
 package web_test
 
 import (

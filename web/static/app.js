@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const ROOM = "#room"; // conversation keys: ROOM, or "@" + peer user id
 const MAX_ITEMS = 500; // per conversation
 
-// Human text for every error code of the protocol (SPEC section 4).
+// Human text for every error code of the protocol (docs/protocol.md, "Errors").
 const ERROR_TEXT = {
   missing_action: () => "Enter an action to join.",
   invalid_action: () => "That action is not valid: use 1–64 letters, digits, or _ . : -",
