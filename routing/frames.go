@@ -14,10 +14,23 @@ import (
 // empty close frame. closeGuard rewrites the payload to the code 1002, which
 // gorilla echoes: the client gets close 1002.
 //
-// It only looks at frame headers (payloads are skipped by length), and it
-// embeds *net.TCPConn so that gorilla's vectored writes keep working.
+// It only looks at frame headers (payloads are skipped by length). Over
+// plain TCP it embeds *net.TCPConn, so that gorilla's vectored writes keep
+// working; tlsCloseGuard serves any other connection (wss://).
 type closeGuard struct {
 	*net.TCPConn
+	guardState
+}
+
+// tlsCloseGuard is a closeGuard for a connection that is not a
+// *net.TCPConn (TLS).
+type tlsCloseGuard struct {
+	net.Conn
+	guardState
+}
+
+// guardState follows the frames read from a connection.
+type guardState struct {
 	hdr  [14]byte // the header being read
 	hn   uint8    // bytes of hdr read
 	need uint8    // header length, known once its second byte is read
@@ -34,16 +47,21 @@ type guardHijack struct {
 
 func (g guardHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(g.ResponseWriter).Hijack()
-	if tc, ok := c.(*net.TCPConn); ok && err == nil {
+	if err != nil {
+		return c, rw, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
 		return &closeGuard{TCPConn: tc}, rw, nil
 	}
-	return c, rw, err
+	return &tlsCloseGuard{Conn: c}, rw, nil
 }
 
 func (g *closeGuard) Read(p []byte) (int, error) { return g.read(p, g.TCPConn.Read) }
 
+func (g *tlsCloseGuard) Read(p []byte) (int, error) { return g.read(p, g.Conn.Read) }
+
 // read reads from src what Read returns.
-func (g *closeGuard) read(p []byte, src func([]byte) (int, error)) (int, error) {
+func (g *guardState) read(p []byte, src func([]byte) (int, error)) (int, error) {
 	var n int
 	var err error
 	if len(g.pend) > 0 {
@@ -61,7 +79,7 @@ func (g *closeGuard) read(p []byte, src func([]byte) (int, error)) (int, error) 
 // scan follows the frames in p[:n] and returns how many bytes of p to hand
 // on: fewer than n when a fixed payload needs a byte more (the rest waits
 // in pend).
-func (g *closeGuard) scan(p []byte, n int) int {
+func (g *guardState) scan(p []byte, n int) int {
 	for i := 0; i < n; {
 		if g.skip > 0 {
 			k := min(g.skip, int64(n-i))

@@ -31,7 +31,7 @@ func maskedFrame(op byte, payload []byte) []byte {
 // chunk bytes, as gorilla would read it.
 func throughGuard(t *testing.T, stream []byte, chunk int) []byte {
 	t.Helper()
-	g := &closeGuard{}
+	g := &guardState{}
 	src := bytes.NewReader(stream)
 	var out []byte
 	buf := make([]byte, chunk)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"strconv"
@@ -212,4 +214,40 @@ func TestAPIPublishAmbiguous(t *testing.T) {
 		}
 	}
 	bob.expectNothing(100 * time.Millisecond)
+}
+
+// TestCloseFrameOneBytePayloadTLS: the same over wss://.
+func TestCloseFrameOneBytePayloadTLS(t *testing.T) {
+	certFile, keyFile := writeCert(t, "edge")
+	n, _ := startNodeLogged(t, "--tls-cert", certFile, "--tls-key", keyFile)
+	addr := n.s.Addr()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	key := []byte{9, 8, 7, 6}
+	if _, err := c.Write(append(append([]byte{0x88, 0x81}, key...), 0x03^key[0])); err != nil {
+		t.Fatal(err)
+	}
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, h[1]&0x7f)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatal(err)
+	}
+	if h[0] != 0x88 || len(payload) < 2 || int(payload[0])<<8|int(payload[1]) != websocket.CloseProtocolError {
+		t.Fatalf("got frame %#x % x, want close 1002", h[0], payload)
+	}
 }
