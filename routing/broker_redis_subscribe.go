@@ -21,7 +21,7 @@ import (
 
 // subscription is one wanted channel.
 type subscription struct {
-	refs      int
+	refs      int           // 0: unwanted, until the manager removes it
 	ready     chan struct{} // closed once Redis confirmed the channel
 	confirmed bool
 }
@@ -98,8 +98,9 @@ func (b *RedisBroker) Unsubscribe(t Topic) {
 	s := &b.subs
 	s.mu.Lock()
 	if sub := s.want[ch]; sub != nil {
-		if sub.refs--; sub.refs <= 0 {
-			delete(s.want, ch)
+		// The manager removes it: a Subscribe before then takes it back,
+		// already confirmed (Redis never stopped delivering it).
+		if sub.refs--; sub.refs == 0 {
 			wake(s.changed)
 		}
 	}
@@ -186,6 +187,11 @@ func (s *subscriptions) close(sh *shard) {
 // through.
 func (s *subscriptions) reconcile(ctx context.Context, deliver func(*Envelope) int) bool {
 	s.mu.Lock()
+	for ch, sub := range s.want {
+		if sub.refs <= 0 {
+			delete(s.want, ch)
+		}
+	}
 	var add []string
 	for ch := range s.want {
 		if s.placed[ch] == nil {
