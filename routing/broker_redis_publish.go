@@ -136,27 +136,18 @@ func (b *RedisBroker) flush(ctx context.Context, batch []*pubReq) {
 			}
 		}
 	}
+	// Redis is failing if a command failed otherwise than with the store's
+	// report of lost bindings (then Redis answered: it is reachable).
 	failed := false
 	for i, r := range batch {
 		r.d, r.err = result(r.e, cmds[i])
 		if r.err != nil {
-			failed = true
+			failed = failed || !errors.Is(r.err, session.ErrBindingsLost)
 			r.err = fmt.Errorf("%w: %w", ErrBrokerUnavailable, r.err)
 		}
-		r.done <- struct{}{}
+		r.done <- struct{}{} // r belongs to its caller again
 	}
-	b.setFailing(failed && !allLost(batch))
-}
-
-// allLost reports whether every failure of batch was the store's report
-// of lost bindings (Redis answered: it is reachable).
-func allLost(batch []*pubReq) bool {
-	for _, r := range batch {
-		if r.err != nil && !errors.Is(r.err, session.ErrBindingsLost) {
-			return false
-		}
-	}
-	return true
+	b.setFailing(failed)
 }
 
 func (b *RedisBroker) setFailing(failed bool) {
