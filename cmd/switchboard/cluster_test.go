@@ -136,23 +136,22 @@ func routingScenario(t *testing.T, ns []*testNode) {
 }
 
 func TestClusterRouting(t *testing.T) {
-	_, ns := startCluster(t, 3)
-	routingScenario(t, ns)
-}
-
-func TestRedisClusterRouting(t *testing.T) {
-	cl := redistest.StartCluster(t)
-	ns := startNodes(t, cl.URL(), 3)
-	routingScenario(t, ns)
+	forEachBackend(t, func(t *testing.T, be *backend) {
+		routingScenario(t, startNodes(t, be.url, 3))
+	})
 }
 
 func TestClusterNodeCrash(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("SIGKILL test runs on Linux")
 	}
+	forEachBackend(t, testNodeCrash)
+}
+
+func testNodeCrash(t *testing.T, be *backend) {
 	const ttl = 2 * time.Second
-	rs, ns := startCluster(t, 1)
-	dying := startBinary(t, buildBinary(t), "--redis-url", rs.URL(), "--heartbeat-ttl", ttl.String(), "--node-id", "doomed")
+	ns := startNodes(t, be.url, 1)
+	dying := startBinary(t, buildBinary(t), "--redis-url", be.url, "--heartbeat-ttl", ttl.String(), "--node-id", "doomed")
 	watcher := ns[0].online(t, "chat", "watcher")
 	victim := dying.online(t, "chat", "victim")
 	watcher.expectEvent("join", "victim")
@@ -166,11 +165,13 @@ func TestClusterNodeCrash(t *testing.T) {
 	if d := time.Since(killed); d > 2*ttl+time.Second {
 		t.Fatalf("leave after %v, want within 2×TTL", d)
 	}
-	rdb := rs.Client()
-	if n := rdb.Exists(context.Background(), "sb:conn:"+id, "sb:user:victim").Val(); n != 0 {
-		t.Fatalf("dead node's bindings still in Redis")
+	rdb := be.rdb
+	for _, k := range []string{be.key("conn", id), be.key("user", "victim")} {
+		if n := rdb.Exists(context.Background(), k).Val(); n != 0 {
+			t.Fatalf("dead node's binding %s still in Redis", k)
+		}
 	}
-	if v := rdb.HGetAll(context.Background(), "sb:action:chat").Val(); len(v) != 1 {
+	if v := rdb.HGetAll(context.Background(), be.key("action", "chat")).Val(); len(v) != 1 {
 		t.Fatalf("sb:action:chat = %v, want only the watcher", v)
 	}
 	watcher.send(map[string]any{"type": "presence"})
@@ -180,7 +181,11 @@ func TestClusterNodeCrash(t *testing.T) {
 }
 
 func TestClusterRedisRestart(t *testing.T) {
-	rs, ns := startCluster(t, 2)
+	forEachBackend(t, testRedisRestart)
+}
+
+func testRedisRestart(t *testing.T, be *backend) {
+	ns := startNodes(t, be.url, 2)
 	a := ns[0].online(t, "chat", "alice")
 	a2 := ns[0].online(t, "chat", "alice2")
 	b := ns[1].online(t, "chat", "bob")
@@ -188,7 +193,7 @@ func TestClusterRedisRestart(t *testing.T) {
 	a.expectEvent("join", "bob")
 	a2.expectEvent("join", "bob")
 
-	rs.Stop()
+	be.stop()
 	// Same-node delivery goes on.
 	a.send(map[string]any{"text": "local", "to": "alice2"})
 	if m := a2.expect("message"); m["text"] != "local" {
@@ -202,10 +207,9 @@ func TestClusterRedisRestart(t *testing.T) {
 	})
 	waitFor(t, 10*time.Second, "/readyz 503", func() bool { return status(ns[0].url+"/readyz") == 503 })
 
-	rs.Restart() // empty: no persistence
-	rdb := rs.Client()
+	be.restart() // empty: no persistence
 	waitFor(t, 15*time.Second, "bindings rewritten", func() bool {
-		return rdb.HLen(context.Background(), "sb:action:chat").Val() == 3
+		return be.rdb.HLen(context.Background(), be.key("action", "chat")).Val() == 3
 	})
 	waitFor(t, 15*time.Second, "/readyz 200", func() bool { return status(ns[0].url+"/readyz") == 200 })
 	// Cross-node delivery resumes by itself.
