@@ -11,6 +11,8 @@ package routing
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,12 @@ type subscription struct {
 	refs      int           // 0: unwanted, until the manager removes it
 	ready     chan struct{} // closed once Redis confirmed the channel
 	confirmed bool
+}
+
+// moved is a shard's refusal (MOVED) of a subscription in slot.
+type moved struct {
+	sh   *shard
+	slot uint16
 }
 
 // shard is one subscription connection and what was subscribed on it.
@@ -45,6 +53,7 @@ type subscriptions struct {
 	changed chan struct{} // a channel is wanted, or not wanted any more
 	broken  chan *shard   // a shard's connection failed
 	dropped chan string   // Redis unsubscribed a channel by itself (slot moved)
+	moved   chan moved    // a shard refused a subscription: not its slot
 	rebuild chan string   // the probe found the shard of this channel silent
 
 	// The manager's own state.
@@ -58,6 +67,7 @@ func (s *subscriptions) init(b *RedisBroker) {
 	s.changed = make(chan struct{}, 1)
 	s.broken = make(chan *shard, 16)
 	s.dropped = make(chan string, 1024)
+	s.moved = make(chan moved, 1024)
 	s.rebuild = make(chan string, 1)
 	s.shards = make(map[string]*shard)
 	s.placed = make(map[string]*shard)
@@ -120,8 +130,12 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	backoff := 100 * time.Millisecond
+	wait := false // the slot map is being reloaded: place channels later
 	for {
-		if !s.reconcile(ctx, deliver) {
+		if wait {
+			wait = false
+			retry.Reset(slotReloadWait)
+		} else if !s.reconcile(ctx, deliver) {
 			retry.Reset(backoff)
 			backoff = min(2*backoff, 2*time.Second)
 		} else {
@@ -146,6 +160,22 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 				delete(sh.active, ch)
 				delete(s.placed, ch)
 				s.reloadSlots(ctx)
+				wait = true
+			}
+		case m := <-s.moved:
+			// A subscription went to a master that no longer owns its
+			// slot (the client's slot map was stale). The connection is
+			// fine and keeps its other channels: place these again once
+			// the slot map is reloaded.
+			if s.shards[m.sh.key] == m.sh {
+				for ch := range m.sh.active {
+					if keySlot(ch) == m.slot {
+						delete(m.sh.active, ch)
+						delete(s.placed, ch)
+					}
+				}
+				s.reloadSlots(ctx)
+				wait = true
 			}
 		case ch := <-s.rebuild:
 			if sh := s.placed[ch]; sh != nil {
@@ -330,6 +360,16 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 	var env Envelope
 	for {
 		msg, err := sh.ps.Receive(ctx)
+		if slot, ok := movedSlot(err); ok {
+			select {
+			case s.moved <- moved{sh, slot}:
+			case <-sh.closed:
+				return
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
 		if err != nil {
 			select {
 			case s.broken <- sh:
@@ -363,6 +403,31 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 			deliver(&env)
 		}
 	}
+}
+
+// slotReloadWait is how long the manager gives the cluster client to
+// reload its slot map (in the background) before placing channels again.
+const slotReloadWait = 50 * time.Millisecond
+
+// movedSlot reports whether err is a MOVED reply, and its slot. go-redis
+// keeps the connection after one (it is not broken), and so does the
+// manager: closing it would lose what it has received and not yet read.
+func movedSlot(err error) (uint16, bool) {
+	if err == nil {
+		return 0, false
+	}
+	if _, ok := redis.IsMovedError(err); !ok {
+		return 0, false
+	}
+	f := strings.Fields(err.Error()) // "MOVED <slot> <host:port>"
+	if len(f) < 3 {
+		return 0, false
+	}
+	n, perr := strconv.ParseUint(f[1], 10, 16)
+	if perr != nil {
+		return 0, false
+	}
+	return uint16(n), true
 }
 
 func (s *subscriptions) confirm(ch string) {
