@@ -194,26 +194,19 @@ func (c *Cluster) Slot(key string) int {
 	return int(n.(int64))
 }
 
-// Owner returns the master that owns slot.
+// Owner returns the master that owns slot, in the view of the first node.
 func (c *Cluster) Owner(slot int) *Server {
 	c.t.Helper()
-	v, err := c.servers[0].Do("CLUSTER", "SLOTS")
+	addr, err := slotOwner(c.servers[0], slot)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	for _, r := range v.([]any) {
-		r := r.([]any)
-		if int(r[0].(int64)) <= slot && slot <= int(r[1].(int64)) {
-			m := r[2].([]any)
-			addr := fmt.Sprintf("%s:%d", m[0], m[1].(int64))
-			for _, s := range c.servers {
-				if s.Addr() == addr {
-					return s
-				}
-			}
+	for _, s := range c.servers {
+		if s.Addr() == addr {
+			return s
 		}
 	}
-	c.t.Fatalf("redistest: no owner of slot %d", slot)
+	c.t.Fatalf("redistest: slot %d owned by unknown %s", slot, addr)
 	return nil
 }
 
@@ -265,12 +258,53 @@ func (c *Cluster) MoveSlot(slot int, to *Server) error {
 			return fmt.Errorf("redistest: MIGRATE: %w", err)
 		}
 	}
-	// The new owner first, then the old one, then the others (as
-	// redis-cli does).
-	for _, s := range append([]*Server{to, from}, c.Masters()...) {
-		if _, err := s.Do("CLUSTER", "SETSLOT", slot, "NODE", toID); err != nil {
+	// The new owner first, then the old one, then every other node (as
+	// redis-cli does). The new owner bumps its config epoch without
+	// consensus; two moves in a row can give two masters the same epoch,
+	// and then the other nodes keep the old owner. So wait until every
+	// node names the new owner, telling the stragglers again.
+	ctx, cancel := context.WithTimeout(c.t.Context(), clusterTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for _, s := range append([]*Server{to, from}, c.servers...) {
+		if _, err := s.Do("CLUSTER", "SETSLOT", slot, "NODE", toID); err != nil && s != from && s != to {
+			continue // a replica may refuse; it learns by gossip
+		} else if err != nil {
 			return fmt.Errorf("redistest: SETSLOT NODE on %s: %w", s.Addr(), err)
 		}
 	}
-	return nil
+	for {
+		agreed := true
+		for _, s := range c.servers {
+			if owner, err := slotOwner(s, slot); err != nil || owner != to.Addr() {
+				agreed = false
+				_, _ = s.Do("CLUSTER", "SETSLOT", slot, "NODE", toID) // best effort
+			}
+		}
+		if agreed {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redistest: nodes do not agree that %s owns slot %d", to.Addr(), slot)
+		case <-tick.C:
+		}
+	}
+}
+
+// slotOwner returns the address of slot's owner in s's view.
+func slotOwner(s *Server, slot int) (string, error) {
+	v, err := s.Do("CLUSTER", "SLOTS")
+	if err != nil {
+		return "", err
+	}
+	for _, r := range v.([]any) {
+		r := r.([]any)
+		if int(r[0].(int64)) <= slot && slot <= int(r[1].(int64)) {
+			m := r[2].([]any)
+			return fmt.Sprintf("%s:%d", m[0], m[1].(int64)), nil
+		}
+	}
+	return "", fmt.Errorf("redistest: %s: slot %d has no owner", s.Addr(), slot)
 }
