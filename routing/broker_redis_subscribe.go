@@ -130,11 +130,13 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	backoff := 100 * time.Millisecond
-	wait := false // the slot map is being reloaded: place channels later
+	// wait > 0 postpones the next reconcile: the slot map is being
+	// reloaded, or a shard just broke (Redis may be down: no busy loop).
+	var wait time.Duration
 	for {
-		if wait {
-			wait = false
-			retry.Reset(slotReloadWait)
+		if wait > 0 {
+			retry.Reset(wait)
+			wait = 0
 		} else if !s.reconcile(ctx, deliver) {
 			retry.Reset(backoff)
 			backoff = min(2*backoff, 2*time.Second)
@@ -153,6 +155,8 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 			if s.shards[sh.key] == sh {
 				s.b.log.Warn("redis subscription lost; resubscribing", "shard", shardName(sh))
 				s.close(sh)
+				wait = backoff
+				backoff = min(2*backoff, 2*time.Second)
 			}
 		case ch := <-s.dropped:
 			// Redis moved the channel's slot to another master.
@@ -160,7 +164,7 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 				delete(sh.active, ch)
 				delete(s.placed, ch)
 				s.reloadSlots(ctx)
-				wait = true
+				wait = slotReloadWait
 			}
 		case m := <-s.moved:
 			// A subscription went to a master that no longer owns its
@@ -175,7 +179,7 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 					}
 				}
 				s.reloadSlots(ctx)
-				wait = true
+				wait = slotReloadWait
 			}
 		case ch := <-s.rebuild:
 			if sh := s.placed[ch]; sh != nil {
