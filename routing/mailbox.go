@@ -82,7 +82,7 @@ func (r *Router) routeDirect(ctx context.Context, d direct, done func(directResu
 	// round trip of its own, and messages appended by different nodes may
 	// reach a third node out of seq order; the broker's DirectPublisher
 	// (mailbox_append concatenated with the publish script) replaces it.
-	mu := &r.stripes[maphash.Comparable(r.seed, [2]string{d.e.User, d.e.Action})%mailStripes]
+	mu := &r.stripes[maphash.String(r.seed, d.e.User)%mailStripes]
 	mu.Lock()
 	defer mu.Unlock()
 	seq, frame, dup, err := r.mbox.Append(ctx, d.e.User, d.e.Action, d.sender, d.id, d.head)
@@ -113,7 +113,9 @@ func (r *Router) routeDirect(ctx context.Context, d direct, done func(directResu
 // its final '}', followed by `,"seq":`.
 func mailHead(frame []byte) []byte {
 	frame = dropSeq(frame)
-	return append(frame[:len(frame)-1:len(frame)-1], seqMember...)
+	// stamp leaves room after the frame, which nobody else holds: the
+	// member usually fits without a copy.
+	return append(frame[:len(frame)-1], seqMember...)
 }
 
 // seqMember ends the head of a kept frame.
@@ -159,11 +161,11 @@ func canonicalID(raw []byte) string {
 	if raw == nil {
 		return ""
 	}
-	if raw[0] == '"' {
+	if raw[0] == '"' && bytes.IndexByte(raw, '\\') >= 0 {
 		s, _ := stringValue(raw)
 		return string(appendJSONString(nil, s))
 	}
-	return string(raw)
+	return string(raw) // an integer, or a string without escapes
 }
 
 // mailSeq reads the number at the end of a kept frame (`,"seq":N}`); 0
@@ -189,8 +191,12 @@ func mailSeq(frame []byte) int64 {
 
 // ackSeqFrame builds the ack of a direct message kept with seq.
 func ackSeqFrame(id []byte, delivered int, seq int64) []byte {
-	b := ackFrame(id, delivered)
-	b = append(b[:len(b)-1], `,"seq":`...)
+	b := make([]byte, 0, 72+len(id))
+	b = append(b, `{"type":"ack","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"delivered":`...)
+	b = strconv.AppendInt(b, int64(delivered), 10)
+	b = append(b, seqMember...)
 	b = strconv.AppendInt(b, seq, 10)
 	return append(b, '}')
 }
@@ -201,8 +207,8 @@ func (r *Router) messageDirect(c *Conn, out []byte, to string, id []byte) {
 	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to,
 		SelfCounted: to == c.user}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
-	defer cancel()
+	// A Mailbox bounds its own calls (RedisMailbox: a few seconds).
+	ctx := context.Background() //nolint:contextcheck // melody gives no request context
 	r.routeDirect(ctx, direct{e: e, sender: c.user, id: canonicalID(id), head: mailHead(out)}, func(res directResult) {
 		r.metrics.routeLatency.Observe(time.Since(start).Seconds())
 		switch {
