@@ -49,14 +49,18 @@ run() {
   local pid=$!
   PIDS+=("$pid")
   until curl -fsS --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do sleep 0.1; done
-  timeout 660 "$BIN/sbbench" -json -progress 0 -quiet-wait 60s -url "ws://127.0.0.1:$port/ws" \
+  timeout 660 "$BIN/sbbench" -json -progress 0 -quiet-wait "${QUIET_WAIT:-20s}" -url "ws://127.0.0.1:$port/ws" \
     -scenario direct -pairs 100 -window 16 -duration "$DURATION" -pid "$pid" >"$OUT/$name.json"
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  printf '%-12s %10.0f msg/s\n' "$name" "$(jq .delivered_per_s "$OUT/$name.json")"
+  printf '%-12s %10.0f msg/s  (other processes: %s%% of a core)\n' "$name" \
+    "$(jq .delivered_per_s "$OUT/$name.json")" "$(jq '.other_cpu_pct // 0 | floor' "$OUT/$name.json")"
 }
 
-run mem-off MAILBOX=false
-run mem-on MAILBOX=true
-run redis-off MAILBOX=false REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-run redis-on MAILBOX=true REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+# Interleaved, so that a change in the machine's load hits both settings.
+for i in $(seq 1 "${REPS:-2}"); do
+  run "mem-off-$i" MAILBOX=false
+  run "mem-on-$i" MAILBOX=true
+  run "redis-off-$i" MAILBOX=false REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  run "redis-on-$i" MAILBOX=true REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+done
 echo "results in $OUT"
