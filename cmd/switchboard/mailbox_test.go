@@ -624,3 +624,11 @@ func TestMailboxNodeKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestMailboxAPIRedisCluster runs the mailbox scenario on a Redis Cluster:
+// every key of a mailbox in one slot.
+func TestMailboxAPIRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	n := startNode(t, "--admin-token", testAdminToken, "--redis-url", cl.URL())
+	mailboxAPIScenario(t, n)
+}
