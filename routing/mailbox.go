@@ -33,6 +33,12 @@ const (
 	// mailStripes is the number of locks that order appends and deliveries
 	// per mailbox on the in-memory path.
 	mailStripes = 256
+	// catchupSettle is how long a connection that has caught up still
+	// drops live frames it already got from the mailbox: a message kept
+	// before the catch-up's last read may be delivered live just after
+	// (another node's publish in flight, a sender between its append and
+	// its delivery).
+	catchupSettle = 10 * time.Second
 )
 
 // DirectPublisher is a Broker that keeps a direct message in its
@@ -283,7 +289,8 @@ type catchup struct {
 	once sync.Once
 
 	mu       sync.Mutex
-	done     bool           // caught up: live frames go straight out
+	done     bool           // caught up: live frames go straight out, unless seq <= last
+	last     int64          // once done: the highest seq written
 	live     []session.Mail // live frames that arrived meanwhile
 	liveSize int
 	overflow bool // live frames were dropped: read them from the mailbox
@@ -311,6 +318,10 @@ func (cu *catchup) hold(frame []byte, seq int64, limit int) bool {
 	cu.mu.Lock()
 	defer cu.mu.Unlock()
 	if cu.done {
+		if seq <= cu.last {
+			return true // already sent by the catch-up
+		}
+		cu.last = seq
 		return false
 	}
 	if cu.liveSize+len(frame) > limit {
@@ -383,7 +394,14 @@ func (r *Router) endCatchup(c *Conn, cu *catchup) {
 // OutboundBufferBytes.
 func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 	defer r.wg.Done()
-	defer r.endCatchup(c, cu)
+	settle := false
+	defer func() {
+		if settle {
+			time.AfterFunc(catchupSettle, func() { r.endCatchup(c, cu) })
+		} else {
+			r.endCatchup(c, cu)
+		}
+	}()
 	pos, served := from, 0
 	budget := r.cfg.OutboundBufferBytes / 4
 	send := func(m session.Mail) bool {
@@ -448,12 +466,15 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 			}
 			continue
 		}
+		last := pos
 		for _, m := range cu.live {
 			c.write(m.Frame)
 			served++
+			last = m.Seq
 		}
-		cu.live, cu.done = nil, true
+		cu.live, cu.done, cu.last = nil, true, last
 		cu.mu.Unlock()
+		settle = true
 		r.metrics.catchups.Inc()
 		r.metrics.catchupSize.Observe(float64(served))
 		return

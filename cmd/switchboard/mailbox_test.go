@@ -460,6 +460,26 @@ func mailboxAPIScenario(t *testing.T, n *testNode) {
 // user, in order, none twice.
 func TestMailboxRandomized(t *testing.T) {
 	n := startNode(t, "--rate-limit", "100000", "--rate-burst", "100000", "--mailbox-size", "10000")
+	mailboxRandomized(t, []*testNode{n})
+}
+
+// TestMailboxRandomizedRedis runs the randomized scenario on three nodes
+// sharing a Redis: devices come back on any node. The senders are on the
+// first node: messages to one mailbox appended by different nodes reach a
+// third node in seq order only once the mailbox is appended in the routing
+// script itself (see DirectPublisher in routing/mailbox.go).
+func TestMailboxRandomizedRedis(t *testing.T) {
+	_, ns := startCluster(t, 3, "--rate-limit", "100000", "--rate-burst", "100000", "--mailbox-size", "10000")
+	mailboxRandomized(t, ns)
+}
+
+// mailboxRandomized: users with several devices on random nodes; devices
+// drop and come back (on a random node) with their last seq while the
+// senders, on nodes[0], send. At the end every device has exactly the
+// messages addressed to its user, in order, none twice.
+func mailboxRandomized(t *testing.T, nodes []*testNode) {
+	n := nodes[0]
+	pick := func(r *rand.Rand) *testNode { return nodes[r.IntN(len(nodes))] }
 	users := []string{"u0", "u1", "u2", "u3"}
 	const devices, perSender = 2, 150
 	type device struct {
@@ -468,9 +488,9 @@ func TestMailboxRandomized(t *testing.T) {
 		seqs []int64
 	}
 	var devs []*device
-	for _, u := range users {
-		for range devices {
-			devs = append(devs, &device{user: u, c: n.onlineSince(t, "chat", u, 0)})
+	for i, u := range users {
+		for j := range devices {
+			devs = append(devs, &device{user: u, c: nodes[(i+j)%len(nodes)].onlineSince(t, "chat", u, 0)})
 		}
 	}
 	senders := make([]*client, len(users))
@@ -512,7 +532,7 @@ func TestMailboxRandomized(t *testing.T) {
 				if len(d.seqs) > 0 {
 					since = d.seqs[len(d.seqs)-1]
 				}
-				d.c = n.onlineSince(t, "chat", d.user, since)
+				d.c = pick(r).onlineSince(t, "chat", d.user, since)
 			}
 		})
 	}
