@@ -290,7 +290,7 @@ type catchup struct {
 
 	mu       sync.Mutex
 	done     bool           // caught up: live frames go straight out, unless seq <= last
-	last     int64          // once done: the highest seq written
+	last     int64          // once done: the highest seq the catch-up wrote
 	live     []session.Mail // live frames that arrived meanwhile
 	liveSize int
 	overflow bool // live frames were dropped: read them from the mailbox
@@ -318,11 +318,9 @@ func (cu *catchup) hold(frame []byte, seq int64, limit int) bool {
 	cu.mu.Lock()
 	defer cu.mu.Unlock()
 	if cu.done {
-		if seq <= cu.last {
-			return true // already sent by the catch-up
-		}
-		cu.last = seq
-		return false
+		// The catch-up wrote every kept message up to last (and none
+		// above): drop only those.
+		return seq <= cu.last
 	}
 	if cu.liveSize+len(frame) > limit {
 		cu.live, cu.liveSize, cu.overflow = nil, 0, true
