@@ -63,57 +63,52 @@ func (r *Router) PublishSeq(ctx context.Context, action, to string, obj []byte) 
 	if err != nil {
 		return 0, 0, err
 	}
-	if r.mbox != nil {
-		if to == "" {
-			payload = dropSeq(payload)
-		} else {
-			return r.publishKept(ctx, action, to, obj, payload)
-		}
-	}
 	e := &Envelope{Kind: KindMessage, Origin: r.node, Action: action, User: to, Payload: payload}
+	if to != "" {
+		// Through the mailbox when it is on; an `id` in obj makes a resend
+		// within the dedup window neither kept nor delivered again.
+		var id string
+		head := payload
+		if r.mbox != nil {
+			if raw := member(obj, "id"); raw != nil && validID(raw) {
+				id = canonicalID(raw)
+			}
+			head = mailHead(payload)
+		}
+		res := r.routeDirect(ctx, nil, direct{e: e, id: id, head: head})
+		return res.delivered, res.seq, res.err
+	}
+	if r.mbox != nil {
+		e.Payload = dropSeq(payload)
+	}
 	local := r.deliverLocal(e)
 	r.metrics.delivered[deliveryAPI].Add(float64(local))
-	n, err := r.publish(ctx, e, local)
+	remote, err := r.publish(ctx, e)
+	return local + remote, 0, err
+}
+
+// publish hands e to the other nodes holding its target and returns how
+// many connections there took it. Connections that the store lists on
+// nodes that could not take it (dead, or their subscription lost) make it
+// an error wrapping ErrBrokerUnavailable: the message did not reach every
+// recipient. When the store lost this node's bindings, publish has them
+// rewritten.
+func (r *Router) publish(ctx context.Context, e *Envelope) (int, error) {
+	if !r.storeOK.Load() {
+		r.metrics.publishFailed.Inc()
+		return 0, fmt.Errorf("%w: store unavailable or rewriting bindings", ErrBrokerUnavailable)
+	}
+	d, err := r.broker.Publish(ctx, e)
+	if err == nil && d.Missed > 0 {
+		err = fmt.Errorf("%w: %d recipients on unreachable nodes", ErrBrokerUnavailable, d.Missed)
+	}
 	if err != nil {
-		if errors.Is(err, ErrBrokerUnavailable) {
-			r.metrics.publishFailed.Inc()
+		r.metrics.publishFailed.Inc()
+		if errors.Is(err, session.ErrBindingsLost) {
+			r.bindingsLost()
 		}
-		return local, 0, err
 	}
-	return n, 0, nil
-}
-
-// publishKept routes a server API message to user to through the
-// mailbox.
-func (r *Router) publishKept(ctx context.Context, action, to string, obj, payload []byte) (int, int64, error) {
-	var id string
-	if raw := member(obj, "id"); raw != nil && validID(raw) {
-		id = canonicalID(raw)
-	}
-	e := &Envelope{Kind: KindMessage, Origin: r.node, Action: action, User: to}
-	res := make(chan directResult, 1)
-	r.routeDirect(ctx, direct{e: e, id: id, head: mailHead(payload)}, func(d directResult) { res <- d })
-	select {
-	case d := <-res:
-		if d.err != nil && errors.Is(d.err, ErrBrokerUnavailable) {
-			r.metrics.publishFailed.Inc()
-		}
-		return d.delivered, d.seq, d.err
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
-	}
-}
-
-// publish hands e to the other nodes and waits for its cluster-wide count.
-func (r *Router) publish(ctx context.Context, e *Envelope, local int) (int, error) {
-	res := make(chan routed, 1)
-	r.broker.Publish(e, local, func(n int, err error) { res <- routed{n, err} })
-	select {
-	case x := <-res:
-		return x.n, x.err
-	case <-ctx.Done():
-		return local, ctx.Err()
-	}
+	return d.Reached, err
 }
 
 // Presence returns the distinct user ids online in action (sorted, never
@@ -189,7 +184,17 @@ func (r *Router) DisconnectUser(ctx context.Context, user, reason string) (int, 
 		r.metrics.storeErrors.Inc()
 		return 0, err
 	}
-	return len(bs), r.disconnectTarget(ctx, &Envelope{Kind: KindDisconnect, Origin: r.node, User: user, Payload: []byte(reason)})
+	// One envelope per action of the user: nodes subscribe to a user's
+	// connections per action.
+	var errs []error
+	seen := make(map[string]bool)
+	for _, b := range bs {
+		if !seen[b.Action] {
+			seen[b.Action] = true
+			errs = append(errs, r.disconnectTarget(ctx, &Envelope{Kind: KindDisconnect, Origin: r.node, Action: b.Action, User: user, Payload: []byte(reason)}))
+		}
+	}
+	return len(bs), errors.Join(errs...)
 }
 
 // DisconnectConn disconnects one connection, on whichever node holds it, as
@@ -210,22 +215,18 @@ func (r *Router) DisconnectConn(ctx context.Context, connID, reason string) (int
 		}
 		return 0, err
 	}
-	// Origin is the node holding the connection: the envelope goes to its
-	// control topic only.
-	return 1, r.disconnectTarget(ctx, &Envelope{Kind: KindDisconnect, Origin: b.Node, Conn: connID, Payload: []byte(reason)})
+	// The envelope goes to the channel of the node holding the connection.
+	return 1, r.disconnectTarget(ctx, &Envelope{Kind: KindDisconnect, Origin: r.node, Node: b.Node, Conn: connID, Payload: []byte(reason)})
 }
 
 // disconnectTarget closes the local connections e targets at once, then
 // has the other nodes close theirs.
 func (r *Router) disconnectTarget(ctx context.Context, e *Envelope) error {
-	local := r.deliverRemote(e) // handles KindDisconnect whatever its origin
-	if e.Conn != "" && e.Origin == r.node {
+	r.disconnectLocal(e)
+	if e.Node == r.node {
 		return nil // the connection was here
 	}
-	_, err := r.publish(ctx, e, local)
-	if errors.Is(err, ErrBrokerUnavailable) {
-		r.metrics.publishFailed.Inc()
-	}
+	_, err := r.publish(ctx, e)
 	return err
 }
 
@@ -275,7 +276,7 @@ func apiMessage(action, to string, obj []byte, ts int64) ([]byte, error) {
 	}
 	f, ok := parseObject(obj)
 	if !ok {
-		return nil, invalidError("the message must be one JSON object")
+		return nil, invalidError("the message must be one unambiguous JSON object" + ambiguityHint(obj))
 	}
 	if f.typ != nil {
 		typ, ok := stringValue(f.typ)

@@ -16,12 +16,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/session"
 )
 
-// API returns the server API of SPEC section 7, to be mounted at /api/:
+// API returns the server API (docs/operations.md, "Server API"), to be mounted at /api/:
 //
 //	POST   /api/publish                     {"action","to"?,…} → {"delivered":N}
 //	GET    /api/actions/{action}            → {"action","users":[…],"connections":N}
@@ -29,6 +30,11 @@ import (
 //	DELETE /api/actions/{action}            → {"disconnected":N}
 //	DELETE /api/users/{user_id}             → {"disconnected":N}
 //	DELETE /api/connections/{connection_id} → {"disconnected":1}
+//	PUT    /api/users/{user_id}/ban         {"duration","reason"?} → the ban
+//	GET    /api/users/{user_id}/ban         → {"user_id","banned",…}
+//	DELETE /api/users/{user_id}/ban         → {"user_id","banned":false,"lifted":bool}
+//	GET    /api/users/{user_id}/blocks      → {"user_id","blocks":[…]}
+//	PUT    /api/users/{user_id}/blocks/{other}, DELETE … → {"user_id","blocks":[…]}
 //	GET    /api/users/{user_id}/mailbox?action=A&since=S&limit=N
 //	                                        → {"user_id","action","messages":[…],"seq","read","gap"}
 //	DELETE /api/users/{user_id}/mailbox[?action=A] → {"deleted":N}
@@ -58,6 +64,18 @@ func (r *Router) API(adminToken string) http.Handler {
 	mux.Handle("/api/users/{user_id}", methods{
 		http.MethodGet:    a.call("user_connections", a.userConnections),
 		http.MethodDelete: a.call("disconnect_user", a.disconnectUser),
+	})
+	mux.Handle("/api/users/{user_id}/ban", methods{
+		http.MethodPut:    a.call("ban", a.ban),
+		http.MethodGet:    a.call("get_ban", a.getBan),
+		http.MethodDelete: a.call("unban", a.unban),
+	})
+	mux.Handle("/api/users/{user_id}/blocks", methods{
+		http.MethodGet: a.call("blocks", a.blocks),
+	})
+	mux.Handle("/api/users/{user_id}/blocks/{other}", methods{
+		http.MethodPut:    a.call("block", a.block),
+		http.MethodDelete: a.call("unblock", a.unblock),
 	})
 	mux.Handle("/api/users/{user_id}/mailbox", methods{
 		http.MethodGet:    a.call("mailbox_read", a.readMailbox),
@@ -195,7 +213,7 @@ func (a *api) publish(w http.ResponseWriter, req *http.Request) (int, any) {
 		return http.StatusBadRequest, apiError{"the body must be valid UTF-8"}
 	}
 	if _, ok := parseObject(b); !ok {
-		return http.StatusBadRequest, apiError{"the body must be one JSON object"}
+		return http.StatusBadRequest, apiError{"the body must be one unambiguous JSON object" + ambiguityHint(b)}
 	}
 	rawAction := member(b, "action")
 	if rawAction == nil {
@@ -265,10 +283,112 @@ func (a *api) userConnections(_ http.ResponseWriter, req *http.Request) (int, an
 	for i, b := range bs {
 		conns[i] = apiConn{b.ConnID, b.Action, b.Node, b.ConnectedAt.UnixMilli()}
 	}
+	ban, banned, err := a.r.GetBan(req.Context(), user)
+	if err != nil {
+		return a.fail(err)
+	}
 	return http.StatusOK, struct {
 		UserID      string    `json:"user_id"`
 		Connections []apiConn `json:"connections"`
-	}{user, conns}
+		apiBan
+	}{user, conns, newAPIBan(ban, banned)}
+}
+
+// apiBan is a user's ban state in the API.
+type apiBan struct {
+	Banned bool   `json:"banned"`
+	Until  string `json:"until,omitempty"` // RFC 3339
+	Reason string `json:"reason,omitempty"`
+}
+
+func newAPIBan(b session.Ban, banned bool) apiBan {
+	if !banned {
+		return apiBan{}
+	}
+	return apiBan{Banned: true, Until: b.Until.UTC().Format(time.RFC3339Nano), Reason: b.Reason}
+}
+
+func (a *api) ban(w http.ResponseWriter, req *http.Request) (int, any) {
+	b, status, body := a.readBody(w, req)
+	if status != 0 {
+		return status, body
+	}
+	var v struct {
+		Duration string `json:"duration"`
+		Reason   string `json:"reason"`
+	}
+	if _, ok := parseObject(b); !ok || json.Unmarshal(b, &v) != nil {
+		return http.StatusBadRequest, apiError{`the body must be a JSON object {"duration":"1h","reason":"…"}`}
+	}
+	d, err := time.ParseDuration(v.Duration)
+	if err != nil {
+		return http.StatusBadRequest, apiError{`duration must be a Go duration such as "30m", "24h" or "720h"`}
+	}
+	user := req.PathValue("user_id")
+	until, n, err := a.r.Ban(req.Context(), user, d, v.Reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	ban, _, err := a.r.GetBan(req.Context(), user)
+	if err != nil {
+		ban = session.Ban{Until: until, Reason: v.Reason}
+	}
+	return http.StatusOK, struct {
+		UserID string `json:"user_id"`
+		apiBan
+		Disconnected int `json:"disconnected"`
+	}{user, newAPIBan(ban, true), n}
+}
+
+func (a *api) getBan(_ http.ResponseWriter, req *http.Request) (int, any) {
+	user := req.PathValue("user_id")
+	ban, banned, err := a.r.GetBan(req.Context(), user)
+	if err != nil {
+		return a.fail(err)
+	}
+	return http.StatusOK, struct {
+		UserID string `json:"user_id"`
+		apiBan
+	}{user, newAPIBan(ban, banned)}
+}
+
+func (a *api) unban(_ http.ResponseWriter, req *http.Request) (int, any) {
+	user := req.PathValue("user_id")
+	had, err := a.r.Unban(req.Context(), user)
+	if err != nil {
+		return a.fail(err)
+	}
+	return http.StatusOK, struct {
+		UserID string `json:"user_id"`
+		Banned bool   `json:"banned"`
+		Lifted bool   `json:"lifted"`
+	}{user, false, had}
+}
+
+func (a *api) blocks(_ http.ResponseWriter, req *http.Request) (int, any) {
+	user := req.PathValue("user_id")
+	users, err := a.r.Blocks(req.Context(), user)
+	if err != nil {
+		return a.fail(err)
+	}
+	return http.StatusOK, struct {
+		UserID string   `json:"user_id"`
+		Blocks []string `json:"blocks"`
+	}{user, users}
+}
+
+func (a *api) block(w http.ResponseWriter, req *http.Request) (int, any) {
+	if _, err := a.r.Block(req.Context(), req.PathValue("user_id"), req.PathValue("other")); err != nil {
+		return a.fail(err)
+	}
+	return a.blocks(w, req)
+}
+
+func (a *api) unblock(w http.ResponseWriter, req *http.Request) (int, any) {
+	if _, err := a.r.Unblock(req.Context(), req.PathValue("user_id"), req.PathValue("other")); err != nil {
+		return a.fail(err)
+	}
+	return a.blocks(w, req)
 }
 
 // reason reads the optional disconnect reason of a DELETE: the query

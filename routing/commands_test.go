@@ -20,14 +20,11 @@ type failingBroker struct {
 	fail atomic.Bool
 }
 
-func (b *failingBroker) Publish(e *Envelope, local int, done func(int, error)) {
+func (b *failingBroker) Publish(ctx context.Context, e *Envelope) (Delivery, error) {
 	if b.fail.Load() {
-		if done != nil {
-			done(local, fmt.Errorf("%w: test", ErrBrokerUnavailable))
-		}
-		return
+		return Delivery{}, fmt.Errorf("%w: test", ErrBrokerUnavailable)
 	}
-	b.MemoryBroker.Publish(e, local, done)
+	return b.MemoryBroker.Publish(ctx, e)
 }
 
 // TestUnavailableWhenRoutingFails: a message that cannot reach the other
@@ -47,6 +44,7 @@ func TestUnavailableWhenRoutingFails(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	routerRunning()
 	go func() { done <- r.Run(ctx) }()
 	srv := httptest.NewServer(r)
 	t.Cleanup(func() {
@@ -58,6 +56,7 @@ func TestUnavailableWhenRoutingFails(t *testing.T) {
 		srv.Close()
 		cancel()
 		<-done
+		routerStopped(t)
 	})
 	dial := func(user string) *websocket.Conn {
 		ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/chat", nil)

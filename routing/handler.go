@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,11 +36,22 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(w, req)
 		return
 	}
+	if !websocket.IsWebSocketUpgrade(req) {
+		notWebSocket(w)
+		return
+	}
+	if !r.checkOrigin(req) {
+		r.refuseOrigin(w, req)
+		return
+	}
+	if !r.admit(w, req) { // limits.go: refused before any work
+		return
+	}
 	c := &Conn{r: r, id: newConnID(), presetAction: preset}
-	c.publishFailed = c.reportPublishFailure
 	if tok := auth.TokenFromRequest(req); tok != "" && r.verify.Enabled() {
 		claims, err := r.verify.Verify(req.Context(), tok)
 		if err != nil {
+			r.door.leave()
 			r.metrics.errorSent(CodeUnauthorized)
 			http.Error(w, "invalid token", http.StatusUnauthorized)
 			return
@@ -50,6 +62,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	if r.closing.Load() {
 		r.mu.Unlock()
+		r.door.leave()
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -63,11 +76,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	c.upgraded = upgraded
 	go func() {
 		defer r.wg.Done()
+		defer r.door.leave()
 		// melody returns an error only before the session exists, when
 		// onConnect has not run (onConnect drops c.upgraded, so that an
 		// idle connection does not keep it); the upgrader has answered
 		// with an HTTP error.
-		if err := r.m.HandleRequestWithKeys(w, req, map[string]any{connKey: c}); err != nil {
+		if err := r.m.HandleRequestWithKeys(guardHijack{w}, req, map[string]any{connKey: c}); err != nil { // frames.go
 			close(c.upgraded)
 		}
 	}()
@@ -109,6 +123,7 @@ func (r *Router) connOf(s *melody.Session) *Conn {
 func (r *Router) onConnect(s *melody.Session) {
 	c := s.Keys[connKey].(*Conn) //nolint:forcetypeassert // set by ServeHTTP
 	c.s = s
+	s.WebsocketConnection().SetPingHandler(c.onPing) // before melody's reader starts
 	// melody keeps the upgrade request and the keys for the session's life.
 	// Nothing reads the request after the handshake (its headers cost
 	// ~2 KiB per idle connection), and a one-entry map costs ~300 bytes
@@ -156,8 +171,8 @@ func (r *Router) onDisconnect(s *melody.Session) {
 		return
 	}
 	r.unindex(c)
-	r.broker.Unsubscribe(Topic{TopicAction, c.action})
-	r.broker.Unsubscribe(Topic{TopicUser, c.user})
+	r.broker.Unsubscribe(Topic{Action: c.action})
+	r.broker.Unsubscribe(Topic{Action: c.action, User: c.user})
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // the connection is gone; its cleanup outlives the request
 	defer cancel()
 	removed, err := r.store.Unbind(ctx, c.id)
@@ -165,9 +180,7 @@ func (r *Router) onDisconnect(s *melody.Session) {
 	case errors.Is(err, session.ErrNotFound):
 	case err != nil:
 		r.metrics.storeErrors.Inc()
-		r.pendingMu.Lock()
-		r.pending = append(r.pending, c.id)
-		r.pendingMu.Unlock()
+		r.addPending(c.id)
 	case removed.Last:
 		r.sendPresenceEvent(ctx, "leave", c.user, c.action, "")
 	}
@@ -179,7 +192,7 @@ func reasonLabel(reason string) string {
 	switch reason {
 	case "":
 		return "client"
-	case "slow_consumer", "timeout", "api", "message_too_big", "invalid_utf8":
+	case "slow_consumer", "timeout", "api", "message_too_big", "invalid_utf8", CodeTooManyConnections, CodeBanned:
 		return reason
 	case "server shutting down":
 		return "shutdown"
@@ -202,7 +215,23 @@ func (r *Router) onError(s *melody.Session, err error) {
 		c.evict()
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.setReason("message_too_big") // gorilla has already sent close 1009
+	case isWriteTimeout(err):
+		// The socket took no frame within WriteWait: the client stopped
+		// reading (with a backlog too small for the stall check). melody
+		// closes the connection; count it as what it is.
+		if !c.evicted.Load() {
+			r.metrics.evictions.Inc()
+		}
+		c.setReason("slow_consumer")
 	}
+}
+
+// isWriteTimeout reports whether err is a socket write that timed out.
+// gorilla hides the *net.OpError of a timeout behind an error of its own
+// that keeps only its text ("write tcp …: i/o timeout", "writev tcp …").
+func isWriteTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() && strings.HasPrefix(err.Error(), "write")
 }
 
 func (r *Router) onBinary(s *melody.Session, _ []byte) {
@@ -282,13 +311,23 @@ func (r *Router) online(c *Conn, b []byte) {
 		c.closeWithError(CodeNotOnline, policy)
 		return
 	}
+	if !r.running.Load() {
+		r.refuseNotRunning(c)
+		return
+	}
 	msg := readOnline(b)
 
 	action := c.presetAction
 	if !absent(msg.Action) {
 		a, ok := stringValue(msg.Action)
-		if !ok || !ValidAction(a) || (action != "" && a != action) {
+		if !ok || !ValidAction(a) {
 			c.closeWithError(CodeInvalidAction, policy)
+			return
+		}
+		if action != "" && a != action {
+			c.r.metrics.errorSent(CodeInvalidAction)
+			c.close(policy, CodeInvalidAction, errorFrame(CodeInvalidAction,
+				"online names another action than the URL path /ws/"+action+"; omit action or connect to /ws/"+a, nil, nil))
 			return
 		}
 		action = a
@@ -367,26 +406,43 @@ func (r *Router) online(c *Conn, b []byte) {
 	c.user, c.action = user, action
 	c.connectedAt = time.Now()
 
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
+	timeout := r.cfg.StoreTimeout
+	if !r.storeOK.Load() {
+		// The heartbeat found the store unreachable: answer unavailable
+		// soon rather than after the whole timeout; a store that is back
+		// binds well within it.
+		timeout = min(timeout, outageStoreTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout) //nolint:contextcheck // melody gives no request context
 	defer cancel()
 	// Subscribe before binding, so that nothing sent to the new binding
 	// from another node is missed.
-	first, err := false, r.broker.Subscribe(ctx, Topic{TopicAction, action})
+	actionTopic, userTopic := Topic{Action: action}, Topic{Action: action, User: user}
+	first, err := false, r.broker.Subscribe(ctx, actionTopic)
 	if err == nil {
-		if err = r.broker.Subscribe(ctx, Topic{TopicUser, user}); err != nil {
-			r.broker.Unsubscribe(Topic{TopicAction, action})
+		if err = r.broker.Subscribe(ctx, userTopic); err != nil {
+			r.broker.Unsubscribe(actionTopic)
 		}
 	}
 	if err == nil {
 		if first, err = r.store.Bind(ctx, c.binding()); err != nil {
-			r.broker.Unsubscribe(Topic{TopicAction, action})
-			r.broker.Unsubscribe(Topic{TopicUser, user})
+			r.broker.Unsubscribe(actionTopic)
+			r.broker.Unsubscribe(userTopic)
 		}
 	}
 	if err != nil {
-		r.metrics.storeErrors.Inc()
 		c.state.Store(stateClosed)
-		c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+		switch {
+		case errors.Is(err, session.ErrTooManyConnections):
+			c.setReason(CodeTooManyConnections)
+			c.closeWithError(CodeTooManyConnections, policy)
+		case errors.Is(err, session.ErrBanned):
+			c.setReason(CodeBanned)
+			c.closeWithError(CodeBanned, policy)
+		default:
+			r.metrics.storeErrors.Inc()
+			c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+		}
 		return
 	}
 
@@ -402,12 +458,10 @@ func (r *Router) online(c *Conn, b []byte) {
 		var tail []byte
 		if tail, cu, from, err = r.onlineMailbox(ctx, c, msg.Since); err != nil {
 			r.metrics.storeErrors.Inc()
-			r.broker.Unsubscribe(Topic{TopicAction, action})
-			r.broker.Unsubscribe(Topic{TopicUser, user})
+			r.broker.Unsubscribe(actionTopic)
+			r.broker.Unsubscribe(userTopic)
 			if _, uerr := r.store.Unbind(ctx, c.id); uerr != nil && !errors.Is(uerr, session.ErrNotFound) {
-				r.pendingMu.Lock()
-				r.pending = append(r.pending, c.id)
-				r.pendingMu.Unlock()
+				r.addPending(c.id)
 			}
 			c.state.Store(stateClosed)
 			c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)

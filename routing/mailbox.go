@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"strconv"
 	"sync"
@@ -40,23 +41,9 @@ const (
 	catchupSettle = 10 * time.Second
 )
 
-// DirectPublisher is a Broker that keeps a direct message in its
-// recipient's mailbox and routes it in one round trip (with Redis: one
-// script appends, deduplicates and publishes). When Config.Broker is one,
-// routeDirect hands it every direct message: e.Payload is unset and the
-// broker builds it as head + seq + "}"; every connection of e.User in
-// e.Action, on every node (this one too), must get it through the
-// broker's deliver function, in seq order, except e.Exclude. done is
-// called once with the connections reached cluster-wide, the message's
-// number, whether it was a duplicate (then nothing was delivered and seq
-// is the first one's) and an error.
-type DirectPublisher interface {
-	PublishDirect(e *Envelope, sender, id string, head []byte, done func(delivered int, seq int64, dup bool, err error))
-}
-
 // direct is one direct message to route.
 type direct struct {
-	e      *Envelope // Kind, Origin, Exclude, Action, User, SelfCounted set
+	e      *Envelope // Kind, Origin, Exclude, Action, User set; Payload is made from head
 	sender string    // user id of the sender, "" for the server API
 	id     string    // canonical client id ("" = none): see canonicalID
 	head   []byte    // the stamped frame without '}', then `,"seq":`
@@ -70,47 +57,136 @@ type directResult struct {
 	err       error
 }
 
-// routeDirect keeps d in its recipient's mailbox and delivers it locally
-// and to the other nodes. done is called once, possibly on another
-// goroutine.
-func (r *Router) routeDirect(ctx context.Context, d direct, done func(directResult)) {
-	if dp, ok := r.broker.(DirectPublisher); ok {
-		dp.PublishDirect(d.e, d.sender, d.id, d.head, func(n int, seq int64, dup bool, err error) {
-			if err == nil && !dup {
-				r.metrics.mailKept.Inc()
-			}
-			done(directResult{n, seq, dup, err})
-		})
-		return
+// directFrom routes a direct message from c to user to (out is the
+// stamped frame; id the client's raw id, or nil).
+func (r *Router) directFrom(c *Conn, to string, out, id []byte) directResult {
+	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to}
+	head := out
+	if r.mbox != nil {
+		head = mailHead(out)
 	}
-	// TODO(redis routing script): with a Redis broker this append is a
-	// round trip of its own, and messages appended by different nodes may
-	// reach a third node out of seq order; the broker's DirectPublisher
-	// (mailbox_append concatenated with the publish script) replaces it.
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
+	defer cancel()
+	return r.routeDirect(ctx, c, direct{e: e, sender: c.user, id: canonicalID(id), head: head})
+}
+
+// routeDirect keeps d in its recipient's mailbox (when it is on) and
+// delivers it, unless the recipient blocks the sender. c is the sending
+// connection (nil for the server API).
+//
+// With a DirectPublisher broker (Redis) all of it is one script, one round
+// trip, and every recipient, on this node too, gets the message through
+// its node's subscription, so in seq order; when the recipient has
+// connections here, routeDirect returns only once they were handed it, so
+// that c's next message, which may be a broadcast delivered here at once,
+// cannot overtake it. In process, blocks come from the store and the
+// mailbox is appended to under a lock per mailbox, held until the local
+// delivery is done, for the same order.
+func (r *Router) routeDirect(ctx context.Context, c *Conn, d direct) directResult {
+	if dp, ok := r.broker.(DirectPublisher); ok {
+		return r.publishDirect(ctx, dp, c, d)
+	}
+	if r.blocked(ctx, d.e.User, d.sender) {
+		return r.blockedResult(ctx, d)
+	}
+	if r.mbox == nil {
+		d.e.Payload = d.head
+		local := r.deliverLocal(d.e)
+		r.metrics.delivered[deliveryKind(d.e)].Add(float64(local))
+		remote, err := r.publish(ctx, d.e)
+		return directResult{delivered: local + remote, err: err}
+	}
 	mu := &r.stripes[maphash.String(r.seed, d.e.User)%mailStripes]
 	mu.Lock()
 	defer mu.Unlock()
 	seq, frame, dup, err := r.mbox.Append(ctx, d.e.User, d.e.Action, d.sender, d.id, d.head)
 	if dup {
-		done(directResult{seq: seq, dup: true})
-		return
+		return directResult{seq: seq, dup: true}
 	}
 	if err != nil {
 		// Not kept (the store is down): delivery between connections of
 		// this node goes on, without a seq (SPEC section 6); the sender
 		// gets unavailable.
 		r.metrics.storeErrors.Inc()
-		d.e.Payload = append(d.head[:len(d.head)-len(seqMember):len(d.head)-len(seqMember)], '}')
+		d.e.Payload = unkept(d.head)
 		local := r.deliverLocal(d.e)
 		r.metrics.delivered[deliveryKind(d.e)].Add(float64(local))
-		done(directResult{delivered: local, err: err})
-		return
+		return directResult{delivered: local, err: err}
 	}
 	r.metrics.mailKept.Inc()
-	d.e.Payload = frame
+	d.e.Payload, d.e.Seq = frame, seq
 	local := r.deliverLocal(d.e)
 	r.metrics.delivered[deliveryKind(d.e)].Add(float64(local))
-	r.broker.Publish(d.e, local, func(n int, err error) { done(directResult{n, seq, false, err}) })
+	remote, err := r.publish(ctx, d.e)
+	return directResult{delivered: local + remote, seq: seq, err: err}
+}
+
+// publishDirect is routeDirect through a DirectPublisher.
+func (r *Router) publishDirect(ctx context.Context, dp DirectPublisher, c *Conn, d direct) directResult {
+	var dd DirectDelivery
+	err := fmt.Errorf("%w: %w: store unavailable or rewriting bindings", ErrBrokerUnavailable, ErrNotSent)
+	if r.storeOK.Load() {
+		echo := r.expectEcho(c, d.e)
+		dd, err = dp.PublishDirect(ctx, &DirectMessage{Envelope: d.e, Sender: d.sender, ID: d.id, Head: d.head,
+			ToSelf: c != nil && d.e.User == c.user})
+		if echo != nil && err == nil && dd.Reached > 0 && !dd.Dup && !dd.Blocked {
+			r.awaitEcho(echo)
+		}
+	}
+	if err == nil && dd.Missed > 0 {
+		// Kept (with the mailbox), but not handed to every connection:
+		// those catch up when they come back. The sender hears it, and a
+		// resend with the same id is answered from the dedup record.
+		err = fmt.Errorf("%w: %d recipients on unreachable nodes", ErrBrokerUnavailable, dd.Missed)
+	}
+	res := directResult{delivered: dd.Reached, seq: dd.Seq, dup: dd.Dup, err: err}
+	switch {
+	case errors.Is(err, ErrNotSent):
+		// Redis is out of reach: delivery between connections of this
+		// node goes on (SPEC section 6), without a seq (the message is not
+		// kept) and without the block check (blocks are in the store).
+		d.e.Payload = d.head
+		if r.mbox != nil {
+			d.e.Payload = unkept(d.head)
+		}
+		res.delivered = r.deliverLocal(d.e)
+		r.metrics.delivered[deliveryKind(d.e)].Add(float64(res.delivered))
+	case r.mbox != nil && err == nil && !dd.Dup && !dd.Blocked:
+		r.metrics.mailKept.Inc()
+	}
+	if err != nil {
+		r.metrics.publishFailed.Inc()
+		if errors.Is(err, session.ErrBindingsLost) {
+			r.bindingsLost()
+		}
+	}
+	return res
+}
+
+// unkept turns a head (`…,"seq":`) back into the frame without a seq.
+func unkept(head []byte) []byte {
+	return append(head[:len(head)-len(seqMember):len(head)-len(seqMember)], '}')
+}
+
+// blockedResult is what the sender of a blocked direct message gets: what
+// a message to an offline recipient gets (delivered 0; with the mailbox a
+// seq, above the mailbox's numbers and growing with each such message).
+func (r *Router) blockedResult(ctx context.Context, d direct) directResult {
+	if r.mbox == nil {
+		return directResult{}
+	}
+	latest, err := r.mbox.Latest(ctx, d.e.User, d.e.Action)
+	if err != nil {
+		return directResult{err: err}
+	}
+	r.blockSeqMu.Lock()
+	defer r.blockSeqMu.Unlock()
+	if r.blockSeq == nil {
+		r.blockSeq = make(map[[3]string]int64)
+	}
+	k := [3]string{d.e.User, d.e.Action, d.sender}
+	r.blockSeq[k]++
+	return directResult{seq: latest + r.blockSeq[k]}
 }
 
 // mailHead turns a stamped frame into the head Mailbox.Append takes: the
@@ -204,36 +280,6 @@ func ackSeqFrame(id []byte, delivered int, seq int64) []byte {
 	b = append(b, seqMember...)
 	b = strconv.AppendInt(b, seq, 10)
 	return append(b, '}')
-}
-
-// messageDirect routes a client's direct message with the mailbox on and
-// acks it with its seq.
-func (r *Router) messageDirect(c *Conn, out []byte, to string, id []byte) {
-	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to,
-		SelfCounted: to == c.user}
-	start := time.Now()
-	// A Mailbox bounds its own calls (RedisMailbox: a few seconds).
-	ctx := context.Background() //nolint:contextcheck // melody gives no request context
-	r.routeDirect(ctx, direct{e: e, sender: c.user, id: canonicalID(id), head: mailHead(out)}, func(res directResult) {
-		r.metrics.routeLatency.Observe(time.Since(start).Seconds())
-		switch {
-		case res.dup:
-			r.metrics.mailDuplicates.Inc()
-			if id != nil {
-				c.write(ackSeqFrame(id, 0, res.seq))
-			}
-		case res.err != nil && res.seq == 0:
-			// Not kept: nothing was delivered.
-			r.sendError(c, CodeUnavailable, id, nil)
-		case res.err != nil:
-			// Kept, but maybe not delivered to every node: the recipient
-			// gets it from the mailbox.
-			r.metrics.publishFailed.Inc()
-			r.sendError(c, CodeUnavailable, id, nil)
-		case id != nil:
-			c.write(ackSeqFrame(id, res.delivered, res.seq))
-		}
-	})
 }
 
 // readMsg handles {"type":"read","seq":S}: it moves the user's read

@@ -21,7 +21,11 @@ type metrics struct {
 	brokerUp      prometheus.Gauge
 	routeLatency  prometheus.Histogram
 	publishFailed prometheus.Counter
-	apiRequests   *prometheus.CounterVec // by call and HTTP status
+	// pendingUnbinds counts bindings whose removal failed and is retried.
+	pendingUnbinds prometheus.Gauge
+	apiRequests    *prometheus.CounterVec // by call and HTTP status
+	evictions      prometheus.Counter
+	refusals       *prometheus.CounterVec // upgrades refused at the door, by reason
 
 	// The mailbox's (registered only when it is on).
 	mailKept       prometheus.Counter
@@ -71,9 +75,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		publishFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_publish_failures_total", Help: "Messages that could not be routed to other nodes.",
 		}),
+		pendingUnbinds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_pending_unbinds", Help: "Bindings of closed connections whose removal from the store failed and is being retried.",
+		}),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_api_requests_total", Help: "Server API requests, by call and HTTP status.",
 		}, []string{"call", "status"}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_slow_consumers_total",
+			Help: "Connections closed as slow consumers, counted when found (the disconnect follows when the close frame is written).",
+		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_refusals_total", Help: "WebSocket upgrades refused before the handshake, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, reason := range refusalReasons {
+		m.refusals.WithLabelValues(reason)
 	}
 	m.mailKept = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "switchboard_mailbox_kept_total", Help: "Direct messages kept in a mailbox by this node.",
@@ -105,7 +122,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.users, m.received, delivered, m.errors,
-			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.apiRequests)
+			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.pendingUnbinds, m.apiRequests,
+			m.evictions, m.refusals)
 	}
 	return m
 }
@@ -123,12 +141,16 @@ func (m *metrics) registerMailbox(reg prometheus.Registerer, mbox interface{ Dro
 	reg.MustRegister(m.mailKept, m.mailDuplicates, m.catchups, m.catchupSize, dropped)
 }
 
+// refusalReasons are the values of switchboard_refusals_total's reason label.
+var refusalReasons = []string{refuseMaxConnections, refuseHandshakeRate, refuseBadRequest}
+
 // disconnectReasons are the values of the reason label.
 var disconnectReasons = []string{
-	"client", "slow_consumer", "policy", "timeout", "shutdown", "api", "message_too_big", "invalid_utf8", "unavailable", "error",
+	"client", "slow_consumer", "policy", "timeout", "shutdown", "api", "message_too_big", "invalid_utf8", "unavailable",
+	"too_many_connections", "banned",
 }
 
-// errorSent counts an error frame; codes outside the spec's set (from custom
+// errorSent counts an error frame; codes outside the protocol's set (from custom
 // handlers) are counted as "custom".
 func (m *metrics) errorSent(code string) {
 	if c, ok := m.errorByCode[code]; ok {

@@ -40,26 +40,26 @@ local function mailbox_append(stream, meta, dedup, index, action, head, now_ms, 
   end
   local trimmed = redis.call('XTRIM', stream, 'MAXLEN', size)
   -- Drop what is older than ttl_ms: entries are in time order, so the
-  -- expired ones lead. Only the oldest is looked at unless it has expired;
-  -- then at most 100 are dropped per append (a reader skips any that
-  -- remain).
+  -- expired ones lead; at most 100 are looked at per append (a reader
+  -- skips any that remain).
   local cutoff = now_ms - ttl_ms
-  local function expired(e)
-    local f = e[2]
-    for i = 1, #f, 2 do
-      if f[i] == 't' then return tonumber(f[i + 1]) <= cutoff end
-    end
-    return true
-  end
+  -- Usually the oldest entry has not expired: look at it alone first.
   local old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-  if #old > 0 and expired(old[1]) then
-    old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100)
-  else
-    old = {}
+  if #old > 0 then
+    local f, t = old[1][2], 0
+    for i = 1, #f, 2 do
+      if f[i] == 't' then t = tonumber(f[i + 1]) end
+    end
+    if t > cutoff then old = {} else old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100) end
   end
   local keep_from = nil
   for _, e in ipairs(old) do
-    if not expired(e) then
+    local f = e[2]
+    local t = 0
+    for i = 1, #f, 2 do
+      if f[i] == 't' then t = tonumber(f[i + 1]) end
+    end
+    if t > cutoff then
       keep_from = e[1]
       break
     end

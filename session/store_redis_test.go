@@ -19,13 +19,19 @@ import (
 func TestRedisStore(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	testStore(t, func(t *testing.T) Store { return newRedisStore(t, srv.URL(), RedisOptions{}) })
+	testStore(t, func(t *testing.T) Store { return newRedisStore(t, srv.URL(), RedisOptions{}) },
+		func(t *testing.T, n int) Store {
+			return newRedisStore(t, srv.URL(), RedisOptions{MaxUserConnections: n})
+		})
 }
 
 func TestRedisClusterStore(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t)
-	testStore(t, func(t *testing.T) Store { return newRedisStore(t, cl.URL(), RedisOptions{}) })
+	testStore(t, func(t *testing.T) Store { return newRedisStore(t, cl.URL(), RedisOptions{}) },
+		func(t *testing.T, n int) Store {
+			return newRedisStore(t, cl.URL(), RedisOptions{MaxUserConnections: n})
+		})
 }
 
 // newRedisStore returns a RedisStore on a client for url, with a key prefix
@@ -136,9 +142,10 @@ func TestRedisStoreDataModel(t *testing.T) {
 		name string
 		url  string
 		rdb  redis.UniversalClient
+		tag  func(string) string // how ids appear in key names
 	}{
-		{"single", srv.URL(), srv.Client()},
-		{"cluster", cl.URL(), cl.Client()},
+		{"single", srv.URL(), srv.Client(), func(s string) string { return s }},
+		{"cluster", cl.URL(), cl.Client(), func(s string) string { return "{" + s + "}" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -149,12 +156,16 @@ func TestRedisStoreDataModel(t *testing.T) {
 			bind(t, s, Binding{ConnID: "c1", UserID: "alice@example.com", Action: "chat", Node: "node-1", ConnectedAt: at})
 			bind(t, s, Binding{ConnID: "c2", UserID: "alice@example.com", Action: "lobby", Node: "node-1", ConnectedAt: at})
 
+			tag := tc.tag
 			hashes := map[string]map[string]string{
-				"sb:conn:c1":                {"user_id": "alice@example.com", "action": "chat", "node": "node-1", "connected_at": "1700000000123"},
-				"sb:conn:c2":                {"user_id": "alice@example.com", "action": "lobby", "node": "node-1", "connected_at": "1700000000123"},
-				"sb:action:chat":            {"c1": "alice@example.com"},
-				"sb:action:lobby":           {"c2": "alice@example.com"},
-				"sb:user:alice@example.com": {"c1": "chat", "c2": "lobby"},
+				"sb:conn:" + tag("c1"):                {"user_id": "alice@example.com", "action": "chat", "node": "node-1", "connected_at": "1700000000123"},
+				"sb:conn:" + tag("c2"):                {"user_id": "alice@example.com", "action": "lobby", "node": "node-1", "connected_at": "1700000000123"},
+				"sb:action:" + tag("chat"):            {"c1": "alice@example.com"},
+				"sb:action:" + tag("lobby"):           {"c2": "alice@example.com"},
+				"sb:user:" + tag("alice@example.com"): {"c1": "chat", "c2": "lobby"},
+				// Routing counts: connections per node.
+				"sb:aroute:" + tag("chat"):                   {"node-1": "1"},
+				"sb:uroute:chat|" + tag("alice@example.com"): {"node-1": "1"},
 			}
 			for key, want := range hashes {
 				got, err := rdb.HGetAll(ctx, key).Result()
@@ -243,7 +254,7 @@ var storeCalls = []struct {
 	{"ActionUsers", func(ctx context.Context, s Store) error { _, err := s.ActionUsers(ctx, "a"); return err }},
 	{"CountUser", func(ctx context.Context, s Store) error { _, err := s.CountUser(ctx, "a", "u"); return err }},
 	{"CountAction", func(ctx context.Context, s Store) error { _, err := s.CountAction(ctx, "a"); return err }},
-	{"Heartbeat", func(ctx context.Context, s Store) error { return s.Heartbeat(ctx, "n", time.Minute) }},
+	{"Heartbeat", func(ctx context.Context, s Store) error { _, err := s.Heartbeat(ctx, "n", time.Minute); return err }},
 	{"Reap", func(ctx context.Context, s Store) error { _, err := s.Reap(ctx); return err }},
 	{"Restore", func(ctx context.Context, s Store) error {
 		return s.Restore(ctx, []Binding{{ConnID: "c1", UserID: "u", Action: "a", Node: "n"}})
@@ -254,7 +265,8 @@ var storeCalls = []struct {
 
 // assertUnavailable checks that every Store method, called concurrently,
 // fails with ErrUnavailable within timeout plus slack (Bind: twice the
-// timeout, as it may roll back).
+// timeout, as it may roll back). The slack is generous: the point is that
+// no call hangs, on a machine that may be busy with other tests.
 func assertUnavailable(t *testing.T, s Store, timeout, slack time.Duration) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -285,7 +297,7 @@ func TestRedisStoreStopped(t *testing.T) {
 	bind(t, s, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n"})
 	srv.Stop()
 	// Refused connections fail fast; DefaultRedisTimeout bounds the rest.
-	assertUnavailable(t, s, DefaultRedisTimeout, 500*time.Millisecond)
+	assertUnavailable(t, s, DefaultRedisTimeout, 2*time.Second)
 }
 
 func TestRedisClusterStoreStopped(t *testing.T) {
@@ -295,7 +307,7 @@ func TestRedisClusterStoreStopped(t *testing.T) {
 	heartbeat(t, s, "n", time.Minute)
 	bind(t, s, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n"})
 	cl.Stop()
-	assertUnavailable(t, s, DefaultRedisTimeout, 500*time.Millisecond)
+	assertUnavailable(t, s, DefaultRedisTimeout, 2*time.Second)
 }
 
 // TestRedisStoreHung: a Redis that accepts connections and never answers
@@ -331,7 +343,7 @@ func TestRedisStoreHung(t *testing.T) {
 	})
 	const timeout = 300 * time.Millisecond
 	s := newRedisStore(t, "redis://"+l.Addr().String(), RedisOptions{Timeout: timeout})
-	assertUnavailable(t, s, timeout, 200*time.Millisecond)
+	assertUnavailable(t, s, timeout, 2*time.Second)
 }
 
 func TestRedisStoreContext(t *testing.T) {
@@ -409,5 +421,46 @@ func TestRedisStoreRestart(t *testing.T) {
 	rs, err := s.RemoveNode(ctx, "n1")
 	if err != nil || len(rs) != 4 {
 		t.Fatalf("RemoveNode = %v, %v; want 4 bindings", rs, err)
+	}
+}
+
+// TestRedisBindRollback: a Bind that times out while Redis is stalled
+// (its script runs once Redis wakes up) leaves no binding behind: Bind
+// removes what it may have written before returning its error.
+func TestRedisBindRollback(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := newRedisStore(t, srv.URL(), RedisOptions{Timeout: 300 * time.Millisecond})
+	ctx := t.Context()
+	heartbeat(t, s, "n1", time.Minute)
+	stalled := make(chan error, 1)
+	go func() {
+		// A client of its own: the store's would wait for the stall too.
+		_, err := srv.Do("DEBUG", "SLEEP", "1")
+		stalled <- err
+	}()
+	// The stall has begun once PING times out.
+	waitFor(t, "Redis to stall", func() bool {
+		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		return s.Ping(pctx) != nil
+	})
+	_, err := s.Bind(ctx, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n1"})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Bind during a stall: err = %v, want ErrUnavailable", err)
+	}
+	if err := <-stalled; err != nil {
+		t.Fatal(err)
+	}
+	rdb := srv.Client()
+	waitFor(t, "the rollback to run", func() bool {
+		return rdb.Exists(ctx, s.connKey("c1")).Val() == 0 && rdb.Exists(ctx, s.userKey("u")).Val() == 0
+	})
+	// And stays gone: nothing queued behind the stall writes it again.
+	if _, err := s.Get(ctx, "c1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after a failed Bind: %v, want ErrNotFound", err)
+	}
+	if n, err := s.CountUser(ctx, "a", "u"); err != nil || n != 0 {
+		t.Fatalf("CountUser after a failed Bind = %d, %v; want 0", n, err)
 	}
 }

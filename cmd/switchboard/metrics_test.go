@@ -143,7 +143,7 @@ func TestMetrics(t *testing.T) {
 		"switchboard_messages_received_total":                    2,
 		`switchboard_messages_delivered_total{kind="broadcast"}`: 2,
 		`switchboard_messages_delivered_total{kind="direct"}`:    0,
-		"switchboard_routing_latency_seconds_count":              1, // only messages whose outcome is awaited
+		"switchboard_routing_latency_seconds_count":              2, // every routed message // only messages whose outcome is awaited
 		`switchboard_errors_total{code="user_offline"}`:          0,
 		`switchboard_disconnects_total{reason="client"}`:         0,
 		`switchboard_messages_delivered_total{kind="api"}`:       0,
