@@ -404,9 +404,14 @@ func (r *Router) deliverLocal(e *Envelope) int {
 		}
 		return n
 	}
+	held := r.mbox != nil && e.Kind == KindMessage // behind a catch-up's kept frames (mailbox.go)
 	for _, c := range r.actions[e.Action] {
 		if c.id != e.Exclude {
-			c.write(e.Payload)
+			if held {
+				c.writeMail(e.Payload, 0)
+			} else {
+				c.write(e.Payload)
+			}
 			n++
 		}
 	}

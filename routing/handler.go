@@ -165,7 +165,7 @@ func (r *Router) onDisconnect(s *melody.Session) {
 	c.mu.Unlock()
 	r.metrics.disconnects.WithLabelValues(reasonLabel(reason)).Inc()
 	if v, ok := r.catchups.Load(c); ok {
-		v.(*catchup).close() //nolint:forcetypeassert // only *catchup is stored
+		r.endCatchup(c, v.(*catchup)) //nolint:forcetypeassert // only *catchup is stored
 	}
 	if prev != stateOnline {
 		return

@@ -17,9 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -33,6 +33,12 @@ const (
 	// mailStripes is the number of locks that order appends and deliveries
 	// per mailbox on the in-memory path.
 	mailStripes = 256
+	// catchupSettle is how long a connection that has caught up still
+	// drops live frames it already got from the mailbox: a message kept
+	// before the catch-up's last read may be delivered live just after
+	// (another node's publish in flight, a sender between its append and
+	// its delivery).
+	catchupSettle = 10 * time.Second
 )
 
 // direct is one direct message to route.
@@ -90,7 +96,7 @@ func (r *Router) routeDirect(ctx context.Context, c *Conn, d direct) directResul
 		remote, err := r.publish(ctx, d.e)
 		return directResult{delivered: local + remote, err: err}
 	}
-	mu := &r.stripes[maphash.Comparable(r.seed, [2]string{d.e.User, d.e.Action})%mailStripes]
+	mu := &r.stripes[maphash.String(r.seed, d.e.User)%mailStripes]
 	mu.Lock()
 	defer mu.Unlock()
 	seq, frame, dup, err := r.mbox.Append(ctx, d.e.User, d.e.Action, d.sender, d.id, d.head)
@@ -193,7 +199,9 @@ func (r *Router) blockedResult(ctx context.Context, d direct) directResult {
 // its final '}', followed by `,"seq":`.
 func mailHead(frame []byte) []byte {
 	frame = dropSeq(frame)
-	return append(frame[:len(frame)-1:len(frame)-1], seqMember...)
+	// stamp leaves room after the frame, which nobody else holds: the
+	// member usually fits without a copy.
+	return append(frame[:len(frame)-1], seqMember...)
 }
 
 // seqMember ends the head of a kept frame.
@@ -239,11 +247,11 @@ func canonicalID(raw []byte) string {
 	if raw == nil {
 		return ""
 	}
-	if raw[0] == '"' {
+	if raw[0] == '"' && bytes.IndexByte(raw, '\\') >= 0 {
 		s, _ := stringValue(raw)
 		return string(appendJSONString(nil, s))
 	}
-	return string(raw)
+	return string(raw) // an integer, or a string without escapes
 }
 
 // mailSeq reads the number at the end of a kept frame (`,"seq":N}`); 0
@@ -269,8 +277,12 @@ func mailSeq(frame []byte) int64 {
 
 // ackSeqFrame builds the ack of a direct message kept with seq.
 func ackSeqFrame(id []byte, delivered int, seq int64) []byte {
-	b := ackFrame(id, delivered)
-	b = append(b[:len(b)-1], `,"seq":`...)
+	b := make([]byte, 0, 72+len(id))
+	b = append(b, `{"type":"ack","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"delivered":`...)
+	b = strconv.AppendInt(b, int64(delivered), 10)
+	b = append(b, seqMember...)
 	b = strconv.AppendInt(b, seq, 10)
 	return append(b, '}')
 }
@@ -327,7 +339,8 @@ type catchup struct {
 	once sync.Once
 
 	mu       sync.Mutex
-	done     bool           // caught up: live frames go straight out
+	done     bool           // caught up: live frames go straight out, unless seq <= last
+	last     int64          // once done: the highest seq the catch-up wrote
 	live     []session.Mail // live frames that arrived meanwhile
 	liveSize int
 	overflow bool // live frames were dropped: read them from the mailbox
@@ -335,12 +348,14 @@ type catchup struct {
 
 func (cu *catchup) close() { cu.once.Do(func() { close(cu.stop) }) }
 
-// writeMail writes a kept frame to c, or holds it while c catches up.
+// writeMail writes a message to c, or holds it while c catches up: a kept
+// frame (seq > 0), or another message (seq 0: a broadcast), which must not
+// overtake the kept ones of its sender.
 func (c *Conn) writeMail(frame []byte, seq int64) {
 	r := c.r
-	if seq > 0 && r.catchingUp.Load() > 0 {
+	if r.catchingUp.Load() > 0 {
 		if v, ok := r.catchups.Load(c); ok {
-			if cu := v.(*catchup); cu.hold(frame, seq, r.cfg.OutboundBufferBytes) { //nolint:forcetypeassert // only *catchup is stored
+			if cu := v.(*catchup); cu.hold(c, frame, seq, r.cfg.OutboundBufferBytes) { //nolint:forcetypeassert // only *catchup is stored
 				return
 			}
 		}
@@ -348,22 +363,72 @@ func (c *Conn) writeMail(frame []byte, seq int64) {
 	c.write(frame)
 }
 
-// hold keeps a live frame for the end of the catch-up; false once it is
-// over. Past limit bytes the held frames are dropped: the replay reads
-// them from the mailbox instead.
-func (cu *catchup) hold(frame []byte, seq int64, limit int) bool {
+// hold keeps a live frame for the end of the catch-up (or drops one the
+// catch-up already wrote) and reports true; false when c may write it.
+// Past limit bytes the held kept frames are dropped (the replay reads them
+// from the mailbox instead); if the other held ones alone are past it, c
+// is a slow consumer.
+func (cu *catchup) hold(c *Conn, frame []byte, seq int64, limit int) bool {
 	cu.mu.Lock()
 	defer cu.mu.Unlock()
 	if cu.done {
-		return false
+		// The catch-up wrote every kept message up to last (and none
+		// above): drop only those.
+		return seq > 0 && seq <= cu.last
 	}
 	if cu.liveSize+len(frame) > limit {
-		cu.live, cu.liveSize, cu.overflow = nil, 0, true
-		return true
+		kept, size := cu.live[:0], 0
+		for _, h := range cu.live {
+			if h.Seq == 0 {
+				kept = append(kept, h)
+				size += len(h.Frame)
+			}
+		}
+		clear(cu.live[len(kept):])
+		cu.live, cu.liveSize, cu.overflow = kept, size, true
+		if seq > 0 {
+			return true
+		}
+		if size+len(frame) > limit {
+			c.evict()
+			return true
+		}
 	}
 	cu.live = append(cu.live, session.Mail{Seq: seq, Frame: frame})
 	cu.liveSize += len(frame)
 	return true
+}
+
+// takeBefore removes from the front of the held frames the kept ones up to
+// seq (the replay writes seq now) and returns the held broadcasts that
+// arrived before a kept frame up to seq: they go out first.
+func (cu *catchup) takeBefore(seq int64) [][]byte {
+	cu.mu.Lock()
+	defer cu.mu.Unlock()
+	var out [][]byte
+	for len(cu.live) > 0 {
+		h := cu.live[0]
+		if h.Seq > seq {
+			break
+		}
+		if h.Seq == 0 {
+			next := int64(0) // the first kept frame held after it
+			for _, k := range cu.live[1:] {
+				if k.Seq > 0 {
+					next = k.Seq
+					break
+				}
+			}
+			if next == 0 || next > seq {
+				break
+			}
+			out = append(out, h.Frame)
+		}
+		cu.liveSize -= len(h.Frame)
+		cu.live[0] = session.Mail{}
+		cu.live = cu.live[1:]
+	}
+	return out
 }
 
 // kickCatchup tells a catching-up connection's replay that its writer sent
@@ -427,11 +492,21 @@ func (r *Router) endCatchup(c *Conn, cu *catchup) {
 // OutboundBufferBytes.
 func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 	defer r.wg.Done()
-	defer r.endCatchup(c, cu)
+	settle := false
+	defer func() {
+		if settle {
+			time.AfterFunc(catchupSettle, func() { r.endCatchup(c, cu) })
+		} else {
+			r.endCatchup(c, cu)
+		}
+	}()
 	pos, served := from, 0
 	budget := r.cfg.OutboundBufferBytes / 4
+	// send writes a replayed or held frame once the connection has room;
+	// held broadcasts (Seq 0) always go, kept frames only past pos, after
+	// the held broadcasts that arrived before them.
 	send := func(m session.Mail) bool {
-		if m.Seq <= pos {
+		if m.Seq > 0 && m.Seq <= pos {
 			return true
 		}
 		for c.pendingBytes() > budget {
@@ -441,9 +516,16 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 				return false
 			}
 		}
+		if m.Seq > 0 {
+			for _, b := range cu.takeBefore(m.Seq) {
+				c.write(b)
+			}
+		}
 		c.write(m.Frame)
-		pos = m.Seq
-		served++
+		if m.Seq > 0 {
+			pos = m.Seq
+			served++
+		}
 		return true
 	}
 	for {
@@ -469,15 +551,25 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 			continue
 		}
 		cu.mu.Lock()
-		slices.SortFunc(cu.live, func(a, b session.Mail) int { return int(a.Seq - b.Seq) })
-		for len(cu.live) > 0 && cu.live[0].Seq <= pos {
-			cu.liveSize -= len(cu.live[0].Frame)
-			cu.live = cu.live[1:]
+		// Held kept frames at or below pos were replayed: drop them. The
+		// others stay in arrival order (each sender's order).
+		kept, size, next := cu.live[:0], 0, int64(0)
+		for _, h := range cu.live {
+			if h.Seq > 0 && h.Seq <= pos {
+				continue
+			}
+			if h.Seq > 0 && (next == 0 || h.Seq < next) {
+				next = h.Seq
+			}
+			kept = append(kept, h)
+			size += len(h.Frame)
 		}
-		// Live frames were dropped, or the first held one is not next:
-		// read again. (A gap that a read cannot fill is gone from the
-		// mailbox: the held frames follow it.)
-		if cu.overflow || (len(cu.live) > 0 && cu.live[0].Seq > pos+1 && served > before) {
+		clear(cu.live[len(kept):])
+		cu.live, cu.liveSize = kept, size
+		// Held kept frames were dropped, or the first held one is not
+		// next: read again. (A gap that a read cannot fill is gone from
+		// the mailbox: the held frames follow it.)
+		if cu.overflow || (next > pos+1 && served > before) {
 			cu.mu.Unlock()
 			continue
 		}
@@ -492,12 +584,17 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 			}
 			continue
 		}
+		last := pos
 		for _, m := range cu.live {
 			c.write(m.Frame)
-			served++
+			if m.Seq > 0 {
+				served++
+				last = max(last, m.Seq)
+			}
 		}
-		cu.live, cu.done = nil, true
+		cu.live, cu.done, cu.last = nil, true, last
 		cu.mu.Unlock()
+		settle = true
 		r.metrics.catchups.Inc()
 		r.metrics.catchupSize.Observe(float64(served))
 		return

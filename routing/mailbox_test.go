@@ -78,21 +78,39 @@ func TestCatchUpSeam(t *testing.T) {
 			<-g.entered
 			for i := 4; i <= 3+tc.live; i++ {
 				publish(i)
+				if i == 4 {
+					// A broadcast held with the kept frames keeps its place.
+					if _, err := r.Publish(ctx, "chat", "", []byte(`{"n":"broadcast"}`)); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			close(g.release)
 			total := 3 + tc.live
-			for want := 1; want <= total; want++ {
+			broadcasts := 0
+			for want := 1; want <= total; {
 				m := readJSON(t, ws)
+				if m["n"] == "broadcast" {
+					// Right after message 4; past the limit (held kept
+					// frames were read again from the mailbox) later.
+					if broadcasts++; want != 5 && tc.buffer == 0 {
+						t.Fatalf("the broadcast came after message %d, want after 4", want-1)
+					}
+					continue
+				}
 				if m["type"] != "message" || m["seq"] != float64(want) || m["n"] != float64(want) {
 					t.Fatalf("got %v, want message %d", m, want)
 				}
+				want++
 			}
 			publish(total + 1) // after the catch-up: straight through
-			if m := readJSON(t, ws); m["seq"] != float64(total+1) {
-				t.Fatalf("got %v, want seq %d", m, total+1)
+			m := readJSON(t, ws)
+			if m["n"] == "broadcast" {
+				broadcasts++
+				m = readJSON(t, ws)
 			}
-			if r.catchingUp.Load() != 0 {
-				t.Errorf("catchingUp = %d after the catch-up", r.catchingUp.Load())
+			if m["seq"] != float64(total+1) || broadcasts != 1 {
+				t.Fatalf("got %v after %d broadcasts, want seq %d after 1", m, broadcasts, total+1)
 			}
 		})
 	}

@@ -13,6 +13,10 @@ var _ Mailbox = (*MemoryMailbox)(nil)
 // age queue.
 const mailOverhead = 64
 
+// dedupOverhead is what a dedup record counts against the Limit besides
+// its id: its map entry and its place in the expiry queue.
+const dedupOverhead = 160
+
 // MemoryMailbox is a Mailbox in process memory, for a single node. Besides
 // each mailbox's size and age limits, the total it keeps is capped (Limit,
 // MAILBOX_MEMORY_LIMIT): past it, the oldest messages of all mailboxes go
@@ -28,8 +32,10 @@ type MemoryMailbox struct {
 	aged    []agedMail // every kept message, oldest first (stale entries skipped)
 	live    int        // entries of aged still kept
 	bytes   int64      // kept frames plus mailOverhead each
-	dedup   map[string]dedupEntry
+	dedup   map[dedupKey]dedupEntry
 	dedupQ  []dedupItem // dedup keys in the order they expire
+	dedupB  int64       // dedup records: dedupOverhead plus the id each
+	appends uint64      // messages kept so far: orders the two queues
 	dropped atomic.Uint64
 }
 
@@ -52,8 +58,9 @@ type memMail struct {
 
 // agedMail is one kept message in the global age queue.
 type agedMail struct {
-	box *memBox
-	seq int64
+	box   *memBox
+	seq   int64
+	order uint64 // MemoryMailbox.appends when it was kept
 }
 
 type dedupEntry struct {
@@ -61,9 +68,13 @@ type dedupEntry struct {
 	expires int64 // Unix ms
 }
 
+// dedupKey is a dedup record's key: its strings are the caller's, shared.
+type dedupKey struct{ user, action, sender, id string }
+
 type dedupItem struct {
-	key     string
+	key     dedupKey
 	expires int64
+	order   uint64 // MemoryMailbox.appends when it was recorded
 }
 
 // NewMemoryMailbox returns an empty MemoryMailbox keeping at most limit
@@ -78,7 +89,7 @@ func NewMemoryMailbox(opts MailboxOptions, limit int64) *MemoryMailbox {
 		opts:  opts,
 		limit: limit,
 		boxes: make(map[boxKey]*memBox),
-		dedup: make(map[string]dedupEntry),
+		dedup: make(map[dedupKey]dedupEntry),
 	}
 }
 
@@ -88,9 +99,8 @@ func (m *MemoryMailbox) Append(_ context.Context, user, action, sender, id strin
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.expireLocked(now)
-	var dk string
+	dk := dedupKey{user, action, sender, id}
 	if id != "" {
-		dk = dedupKey(user, action, sender, id)
 		if d, ok := m.dedup[dk]; ok && d.expires > now {
 			return d.seq, nil, true, nil
 		}
@@ -102,34 +112,24 @@ func (m *MemoryMailbox) Append(_ context.Context, user, action, sender, id strin
 		m.boxes[key] = b
 	}
 	b.seq++
+	m.appends++
 	frame := mailFrame(head, b.seq)
 	b.mails = append(b.mails, memMail{seq: b.seq, at: now, frame: frame})
-	m.aged = append(m.aged, agedMail{b, b.seq})
+	m.aged = append(m.aged, agedMail{b, b.seq, m.appends})
 	m.live++
 	m.bytes += int64(len(frame)) + mailOverhead
-	if dk != "" {
+	if id != "" {
 		exp := now + m.opts.DedupWindow.Milliseconds()
 		m.dedup[dk] = dedupEntry{b.seq, exp}
-		m.dedupQ = append(m.dedupQ, dedupItem{dk, exp})
+		m.dedupQ = append(m.dedupQ, dedupItem{dk, exp, m.appends})
+		m.dedupB += dedupOverhead + int64(len(id))
 	}
 	for len(b.mails) > m.opts.Size {
 		m.dropFirst(b)
 	}
-	for m.bytes > m.limit && m.dropOldest() {
-	}
+	m.enforceLimit()
 	m.compactLocked()
 	return b.seq, frame, false, nil
-}
-
-// dedupKey joins the parts of a dedup key; the lengths keep it unambiguous.
-func dedupKey(user, action, sender, id string) string {
-	b := make([]byte, 0, len(user)+len(action)+len(sender)+len(id)+24)
-	for _, s := range [...]string{user, action, sender} {
-		b = appendInt(b, int64(len(s)))
-		b = append(b, ':')
-		b = append(b, s...)
-	}
-	return string(append(b, id...))
 }
 
 // dropFirst removes b's oldest kept message for retention.
@@ -181,13 +181,51 @@ func (m *MemoryMailbox) expireLocked(now int64) {
 		m.aged = m.aged[1:]
 	}
 	for len(m.dedupQ) > 0 && m.dedupQ[0].expires <= now {
-		k := m.dedupQ[0].key
-		if d, ok := m.dedup[k]; ok && d.expires <= now {
-			delete(m.dedup, k)
-		}
-		m.dedupQ[0] = dedupItem{}
-		m.dedupQ = m.dedupQ[1:]
+		m.popDedup()
 	}
+}
+
+// popDedup forgets the oldest dedup record.
+func (m *MemoryMailbox) popDedup() {
+	it := m.dedupQ[0]
+	if d, ok := m.dedup[it.key]; ok && d.expires == it.expires {
+		delete(m.dedup, it.key)
+	}
+	m.dedupB -= dedupOverhead + int64(len(it.key.id))
+	m.dedupQ[0] = dedupItem{}
+	m.dedupQ = m.dedupQ[1:]
+	if len(m.dedupQ) == 0 {
+		m.dedupQ = nil
+	}
+}
+
+// enforceLimit drops the oldest messages and dedup records, whichever is
+// older, until what is kept fits the limit.
+func (m *MemoryMailbox) enforceLimit() {
+	for m.bytes+m.dedupB > m.limit {
+		order, ok := m.oldestOrder()
+		switch {
+		case len(m.dedupQ) > 0 && (!ok || m.dedupQ[0].order < order):
+			m.popDedup()
+		case ok:
+			m.dropOldest()
+		default:
+			return
+		}
+	}
+}
+
+// oldestOrder returns the order of the oldest kept message, skipping
+// stale entries of the age queue.
+func (m *MemoryMailbox) oldestOrder() (uint64, bool) {
+	for len(m.aged) > 0 {
+		if a := m.aged[0]; kept(a) {
+			return a.order, true
+		}
+		m.aged[0] = agedMail{}
+		m.aged = m.aged[1:]
+	}
+	return 0, false
 }
 
 // compactLocked rebuilds the age queue once most of it is stale (messages

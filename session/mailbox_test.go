@@ -379,6 +379,30 @@ func TestMemoryMailboxLimit(t *testing.T) {
 	}
 }
 
+// TestMemoryMailboxDedupLimit: dedup records count against the total
+// limit too, so that ids sent at a high rate cannot grow the heap without
+// bound; the oldest go first.
+func TestMemoryMailboxDedupLimit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	m := NewMemoryMailbox(MailboxOptions{}, 100*(dedupOverhead+4))
+	for i := range 1000 {
+		if _, _, _, err := m.Append(ctx, "bob", "chat", "alice", strconv.Itoa(1000+i), head(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.mu.Lock()
+	records, total := len(m.dedup), m.bytes+m.dedupB
+	m.mu.Unlock()
+	if total > m.limit || records > 100 || records == 0 {
+		t.Errorf("%d dedup records, %d bytes kept; want at most 100 records within %d bytes", records, total, m.limit)
+	}
+	// The newest id is still remembered.
+	if _, _, dup, _ := m.Append(ctx, "bob", "chat", "alice", "1999", head(0)); !dup {
+		t.Error("the newest id was forgotten")
+	}
+}
+
 func TestMemoryMailboxSweep(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)

@@ -76,7 +76,7 @@ var options = []option{
 	{name: "mailbox-size", def: "1000", usage: "messages kept per mailbox (user and action); older ones are dropped"},
 	{name: "mailbox-ttl", def: "168h", usage: "how long a kept message lives"},
 	{name: "dedup-window", def: "5m", usage: "a direct message whose id repeats within this time is neither kept nor delivered again"},
-	{name: "mailbox-memory-limit", def: "268435456", usage: "in-memory mode: bytes all mailboxes keep in total (a message counts its size plus 64); the oldest go first"},
+	{name: "mailbox-memory-limit", def: "268435456", usage: "in-memory mode: bytes all mailboxes keep in total (a message counts its size plus 64, a remembered id its length plus 160); the oldest go first"},
 
 	// Protection of a public deployment (docs/operations.md); parsed by parseLimits.
 	{name: "outbound-stall", def: "2s", usage: "a connection whose backlog is over OUTBOUND_BUFFER_BYTES and whose socket took no frame for this long is closed as a slow consumer", check: positiveDuration, example: "2s"},

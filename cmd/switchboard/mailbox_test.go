@@ -463,22 +463,39 @@ func mailboxAPIScenario(t *testing.T, n *testNode) {
 // user, in order, none twice.
 func TestMailboxRandomized(t *testing.T) {
 	n := startNode(t, "--rate-limit", "100000", "--rate-burst", "100000", "--mailbox-size", "10000")
+	mailboxRandomized(t, []*testNode{n})
+}
+
+// TestMailboxRandomizedRedis runs the randomized scenario on three nodes
+// sharing a Redis: senders on every node, devices coming back on any node.
+func TestMailboxRandomizedRedis(t *testing.T) {
+	_, ns := startCluster(t, 3, "--rate-limit", "100000", "--rate-burst", "100000", "--mailbox-size", "10000")
+	mailboxRandomized(t, ns)
+}
+
+// mailboxRandomized: users with several devices on random nodes; devices
+// drop and come back (on a random node) with their last seq while senders
+// on every node send. At the end every device has exactly the
+// messages addressed to its user, in order, none twice.
+func mailboxRandomized(t *testing.T, nodes []*testNode) {
+	n := nodes[0]
+	pick := func(r *rand.Rand) *testNode { return nodes[r.IntN(len(nodes))] }
 	users := []string{"u0", "u1", "u2", "u3"}
-	const devices, perSender = 2, 150
+	const devices, perSender = 2, 600
 	type device struct {
 		user string
 		c    *client
 		seqs []int64
 	}
 	var devs []*device
-	for _, u := range users {
-		for range devices {
-			devs = append(devs, &device{user: u, c: n.onlineSince(t, "chat", u, 0)})
+	for i, u := range users {
+		for j := range devices {
+			devs = append(devs, &device{user: u, c: nodes[(i+j)%len(nodes)].onlineSince(t, "chat", u, 0)})
 		}
 	}
 	senders := make([]*client, len(users))
 	for i, u := range users {
-		senders[i] = n.online(t, "chat", "sender-"+u)
+		senders[i] = nodes[i%len(nodes)].online(t, "chat", "sender-"+u)
 	}
 	var wg sync.WaitGroup
 	for i, s := range senders {
@@ -488,6 +505,9 @@ func TestMailboxRandomized(t *testing.T) {
 				to := users[r.IntN(len(users))]
 				if err := s.ws.WriteJSON(map[string]any{"to": to, "text": fmt.Sprint(j)}); err != nil {
 					return
+				}
+				if j%10 == 9 {
+					time.Sleep(5 * time.Millisecond) // spread over many reconnects
 				}
 			}
 		})
@@ -515,7 +535,7 @@ func TestMailboxRandomized(t *testing.T) {
 				if len(d.seqs) > 0 {
 					since = d.seqs[len(d.seqs)-1]
 				}
-				d.c = n.onlineSince(t, "chat", d.user, since)
+				d.c = pick(r).onlineSince(t, "chat", d.user, since)
 			}
 		})
 	}
@@ -626,4 +646,12 @@ func TestMailboxNodeKilled(t *testing.T) {
 			t.Fatalf("acked seq %d lost (the mailbox ends at %d)", s, latest)
 		}
 	}
+}
+
+// TestMailboxAPIRedisCluster runs the mailbox scenario on a Redis Cluster:
+// every key of a mailbox in one slot.
+func TestMailboxAPIRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	n := startNode(t, "--admin-token", testAdminToken, "--redis-url", cl.URL())
+	mailboxAPIScenario(t, n)
 }
