@@ -56,6 +56,7 @@ func (r *Router) Publish(ctx context.Context, action, to string, obj []byte) (in
 	local := r.deliverLocal(e)
 	r.metrics.delivered[deliveryAPI].Add(float64(local))
 	n, err := r.publish(ctx, e, local)
+	r.undelivered(payload, to, action, "", n, err) // Events hook
 	if err != nil {
 		if errors.Is(err, ErrBrokerUnavailable) {
 			r.metrics.publishFailed.Inc()

@@ -209,6 +209,10 @@ func (r *Router) route(c *Conn, to string, out []byte, done func(int, error)) {
 	if done == nil {
 		done = c.publishFailed // made once per connection: no allocation per message
 	}
+	if to != "" && to != c.user && r.cfg.Events != nil { // Events hook: a direct message that reached nobody
+		inner := done
+		done = func(n int, err error) { r.undelivered(out, to, c.action, c.user, n, err); inner(n, err) }
+	}
 	r.broker.Publish(e, local, done)
 }
 

@@ -166,6 +166,7 @@ func (r *Router) onDisconnect(s *melody.Session) {
 		r.pending = append(r.pending, c.id)
 		r.pendingMu.Unlock()
 	case removed.Last:
+		r.userOffline(c.user, c.action) // Events hook
 		r.sendPresenceEvent(ctx, "leave", c.user, c.action, "")
 	}
 	r.log.Debug("connection closed", "conn", c.id, "reason", reasonLabel(reason))
@@ -391,6 +392,7 @@ func (r *Router) online(c *Conn, b []byte) {
 		c.setExpiry(exp)
 	}
 	if first {
+		r.userOnline(c.binding()) // Events hook
 		r.sendPresenceEvent(ctx, "join", user, action, c.id)
 	}
 	r.log.Debug("connection online", "conn", c.id, "action", action)

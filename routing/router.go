@@ -79,6 +79,9 @@ type Config struct {
 	// StoreTimeout bounds each store operation done for a connection.
 	// Default 5s.
 	StoreTimeout time.Duration
+	// Events receives user.online, user.offline and undelivered direct
+	// messages (webhooks). Default: none.
+	Events Events
 	// Registerer receives the Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// Logger receives logs. Default: discard.
@@ -254,6 +257,7 @@ func (r *Router) Prepare(ctx context.Context) {
 	if len(removed) > 0 {
 		r.log.Info("removed bindings left by a previous process of this node", "bindings", len(removed))
 	}
+	r.usersOffline(removed) // Events hook
 	for _, b := range removed {
 		if b.Last {
 			r.sendPresenceEvent(ctx, "leave", b.UserID, b.Action, "")
@@ -377,6 +381,7 @@ func (r *Router) reap(ctx context.Context) {
 	if len(removed) > 0 {
 		r.log.Info("removed bindings of dead nodes", "bindings", len(removed))
 	}
+	r.usersOffline(removed) // Events hook
 	for _, b := range removed {
 		if b.Last {
 			r.sendPresenceEvent(ctx, "leave", b.UserID, b.Action, "")
@@ -515,6 +520,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
 	defer cancel()
 	removed, rerr := r.store.RemoveNode(rctx, r.node)
+	r.usersOffline(removed) // Events hook
 	for _, b := range removed {
 		if b.Last {
 			r.sendPresenceEvent(rctx, "leave", b.UserID, b.Action, "")

@@ -1,0 +1,135 @@
+package webhook
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+)
+
+var _ Queue = (*MemoryQueue)(nil)
+
+// MemoryQueue is a Queue in process memory: a single node's, lost when the
+// process stops. Safe for concurrent use.
+type MemoryQueue struct {
+	limit int
+
+	mu      sync.Mutex
+	unread  []Event              // queued, not handed to Read yet, oldest first
+	queued  map[string]time.Time // event id → when queued, for everything not acked
+	delayed map[string]delayed   // ordering key → scheduled user.offline
+}
+
+type delayed struct {
+	ev  Event
+	due time.Time
+}
+
+// DefaultQueueLimit is the default number of events a queue holds.
+const DefaultQueueLimit = 100000
+
+// NewMemoryQueue returns an empty MemoryQueue holding at most limit events
+// (default DefaultQueueLimit when limit <= 0); beyond it the oldest not yet
+// handed out are dropped.
+func NewMemoryQueue(limit int) *MemoryQueue {
+	if limit <= 0 {
+		limit = DefaultQueueLimit
+	}
+	return &MemoryQueue{limit: limit, queued: make(map[string]time.Time), delayed: make(map[string]delayed)}
+}
+
+// Add implements Queue.
+func (q *MemoryQueue) Add(_ context.Context, ev Event) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.add(ev, time.Now()), nil
+}
+
+// add queues ev; q.mu is held.
+func (q *MemoryQueue) add(ev Event, now time.Time) int {
+	dropped := 0
+	for len(q.queued) >= q.limit && len(q.unread) > 0 {
+		delete(q.queued, q.unread[0].ID)
+		q.unread[0] = Event{}
+		q.unread = q.unread[1:]
+		dropped++
+	}
+	ev.ref = ev.ID
+	q.unread = append(q.unread, ev)
+	q.queued[ev.ID] = now
+	return dropped
+}
+
+// Online implements Queue.
+func (q *MemoryQueue) Online(_ context.Context, ev Event) (bool, int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.delayed[ev.key()]; ok {
+		delete(q.delayed, ev.key())
+		return false, 0, nil
+	}
+	return true, q.add(ev, time.Now()), nil
+}
+
+// Schedule implements Queue.
+func (q *MemoryQueue) Schedule(_ context.Context, ev Event, due time.Time) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.delayed[ev.key()] = delayed{ev, due}
+	return nil
+}
+
+// Read implements Queue.
+func (q *MemoryQueue) Read(_ context.Context, n int) ([]Event, int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	dropped := 0
+	var due []delayed
+	for k, d := range q.delayed {
+		if !d.due.After(now) {
+			due = append(due, d)
+			delete(q.delayed, k)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].due.Before(due[j].due) })
+	for _, d := range due {
+		dropped += q.add(d.ev, now)
+	}
+	n = min(n, len(q.unread))
+	if n <= 0 {
+		return nil, dropped, nil
+	}
+	evs := make([]Event, n)
+	copy(evs, q.unread)
+	clear(q.unread[:n])
+	q.unread = q.unread[n:]
+	if len(q.unread) == 0 {
+		q.unread = nil // let the backing array go
+	}
+	return evs, dropped, nil
+}
+
+// Ack implements Queue.
+func (q *MemoryQueue) Ack(_ context.Context, ev Event) error {
+	q.mu.Lock()
+	delete(q.queued, ev.ref)
+	q.mu.Unlock()
+	return nil
+}
+
+// Stats implements Queue.
+func (q *MemoryQueue) Stats(context.Context) (int, time.Time, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var oldest time.Time
+	for _, t := range q.queued { // at most limit entries, read every few seconds
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return len(q.queued), oldest, nil
+}
+
+// Release implements Queue; a MemoryQueue has no share to give up.
+func (q *MemoryQueue) Release(context.Context) error { return nil }
