@@ -52,6 +52,13 @@ var options = []option{
 	{name: "pprof", def: "false", usage: "serve Go's profiler under /debug/pprof/ (keep it behind your firewall)"},
 	{name: "log-level", def: "info", usage: "debug, info, warn or error"},
 	{name: "log-format", def: "text", usage: "text or json"},
+	// Webhooks (config_webhook.go).
+	{name: "webhook-url", def: "", usage: "URL that receives user.online, user.offline and message.undelivered events (Standard Webhooks); empty: off"},
+	{name: "webhook-secret", def: "", usage: "whsec_ followed by the base64 of the signing key; required with WEBHOOK_URL"},
+	{name: "webhook-timeout", def: "5s", usage: "time the receiver has to answer one attempt"},
+	{name: "webhook-retry-for", def: "10m", usage: "how long an event is retried, from its first attempt, before it is dropped"},
+	{name: "webhook-queue-limit", def: "100000", usage: "events queued at most (cluster-wide with Redis); beyond it the oldest are dropped"},
+	{name: "webhook-offline-delay", def: "5s", usage: "user.offline waits this long for the user to come back; a return within it emits nothing"},
 }
 
 func (o option) envName() string {
@@ -91,6 +98,7 @@ type config struct {
 	Pprof               bool
 	LogLevel            string
 	LogFormat           string
+	Webhook             webhookConfig
 }
 
 // errHelp: --help was asked for and printed.
@@ -163,6 +171,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		LogLevel:            get("log-level"),
 		LogFormat:           get("log-format"),
 	}
+	c.Webhook = parseWebhook(&p)
 	if p.err != nil {
 		return config{}, p.err
 	}
@@ -263,6 +272,7 @@ func usage(w io.Writer) {
 Usage:
   switchboard [options]            run the server
   switchboard token [options]      mint an HS256 token for local development (see: switchboard token --help)
+  switchboard webhook test [options]  send a signed test event to WEBHOOK_URL and show the answer
   switchboard --version
 
 Options (a flag wins over its environment variable):
