@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +30,7 @@ func ParseSecret(s string) ([]byte, error) {
 		return nil, ErrSecret
 	}
 	if len(key) < 16 {
-		return nil, errors.New("webhook: secret key too short: want at least 16 bytes (24 base64 characters)")
+		return nil, fmt.Errorf("%w (of at least 16 bytes)", ErrSecret)
 	}
 	return key, nil
 }
