@@ -274,3 +274,54 @@ func TestOrderPerUserUnderConcurrency(t *testing.T) {
 		}
 	}
 }
+
+func TestReloadWithinDelayEmitsNothing(t *testing.T) {
+	rcv := newReceiver(t)
+	s, reg := startSender(t, rcv, webhook.Config{OfflineDelay: 300 * time.Millisecond})
+	b := session.Binding{ConnID: "c1", UserID: "alice", Action: "chat", Node: "n1"}
+	s.UserOnline(b)
+	waitFor(t, 10*time.Second, "user.online", func() bool { return len(rcv.requests()) == 1 })
+	s.UserOffline("alice", "chat") // a page reload
+	b.ConnID = "c2"
+	s.UserOnline(b)
+	waitFor(t, 10*time.Second, "the pair debounced", func() bool {
+		return counter(t, reg, "switchboard_webhook_debounced_total") == 1
+	})
+	// Nothing may come, even once the delay has passed.
+	time.Sleep(600 * time.Millisecond) // asserting an absence: wait past the 300ms delay
+	if reqs := rcv.requests(); len(reqs) != 1 {
+		t.Fatalf("got %d events, want only the first user.online", len(reqs))
+	}
+	// A leave that lasts emits user.offline.
+	s.UserOffline("alice", "chat")
+	waitFor(t, 10*time.Second, "user.offline", func() bool { return len(rcv.requests()) == 2 })
+	if typ := rcv.requests()[1].Type; typ != "user.offline" {
+		t.Fatalf("second event %s, want user.offline", typ)
+	}
+}
+
+// A burst of connects does not open a request per connect: requests in
+// flight stay within Concurrency.
+func TestBurstBoundsRequestsInFlight(t *testing.T) {
+	rcv := newReceiver(t)
+	rcv.setAnswer(func(got, int) int {
+		time.Sleep(5 * time.Millisecond) // the receiver's work
+		return http.StatusOK
+	})
+	const conns, limit = 5000, 16
+	s, reg := startSender(t, rcv, webhook.Config{Concurrency: limit})
+	for i := range conns {
+		u := fmt.Sprint("u", i)
+		s.UserOnline(session.Binding{ConnID: u, UserID: u, Action: "chat", Node: "n1"})
+	}
+	waitFor(t, 60*time.Second, "every user.online", func() bool {
+		return counter(t, reg, "switchboard_webhook_delivered_total") == conns
+	})
+	rcv.mu.Lock()
+	maxIn := rcv.maxIn
+	rcv.mu.Unlock()
+	if maxIn > limit || maxIn < 2 {
+		t.Fatalf("at most %d requests in flight, want between 2 and %d", maxIn, limit)
+	}
+	t.Logf("%d events, at most %d requests in flight", conns, maxIn)
+}
