@@ -83,7 +83,7 @@ type RedisQueue struct {
 	renewAt time.Time
 
 	handedMu sync.Mutex
-	handed   map[string]struct{} // stream ids handed out and not acked
+	handed   map[string]struct{} // partition/stream id of each event handed out and not acked
 }
 
 // NewRedisQueue returns a RedisQueue on c. It does no I/O.
@@ -209,7 +209,8 @@ func (q *RedisQueue) Read(ctx context.Context, n int) ([]Event, int, error) {
 		dropped += d
 		for _, m := range ranges[j].Val() {
 			q.last[i] = "(" + m.ID
-			if _, ok := q.handed[m.ID]; ok {
+			h := handedKey(i, m.ID)
+			if _, ok := q.handed[h]; ok {
 				continue
 			}
 			ev, ok := parseEntry(m)
@@ -218,7 +219,7 @@ func (q *RedisQueue) Read(ctx context.Context, n int) ([]Event, int, error) {
 				continue
 			}
 			ev.ref, ev.part = m.ID, i
-			q.handed[m.ID] = struct{}{}
+			q.handed[h] = struct{}{}
 			evs = append(evs, ev)
 		}
 	}
@@ -244,6 +245,9 @@ func (q *RedisQueue) renew(ctx context.Context) error {
 	}
 	return nil
 }
+
+// handedKey names stream entry id of partition i (ids repeat across streams).
+func handedKey(i int, id string) string { return strconv.Itoa(i) + "/" + id }
 
 // parseEntry decodes a stream entry written by the scripts.
 func parseEntry(m redis.XMessage) (Event, bool) {
@@ -273,7 +277,7 @@ func typeOf(body string) string {
 func (q *RedisQueue) Ack(ctx context.Context, ev Event) error {
 	err := q.c.XDel(ctx, q.parts[ev.part].events, ev.ref).Err()
 	q.handedMu.Lock()
-	delete(q.handed, ev.ref)
+	delete(q.handed, handedKey(ev.part, ev.ref))
 	q.handedMu.Unlock()
 	return unavailable(err)
 }

@@ -29,7 +29,15 @@ func testKey(t testing.TB) []byte {
 // startSender runs a Sender posting to rcv until the test ends.
 func startSender(t testing.TB, rcv *receiver, cfg webhook.Config) (*webhook.Sender, *prometheus.Registry) {
 	t.Helper()
-	reg := prometheus.NewRegistry()
+	s, reg, _ := runSender(t, rcv, cfg)
+	return s, reg
+}
+
+// runSender runs a Sender posting to rcv until stop is called or the test
+// ends.
+func runSender(t testing.TB, rcv *receiver, cfg webhook.Config) (s *webhook.Sender, reg *prometheus.Registry, stop func()) {
+	t.Helper()
+	reg = prometheus.NewRegistry()
 	cfg.URL, cfg.Key, cfg.Registerer = rcv.URL(), testKey(t), reg
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 20 * time.Millisecond
@@ -41,15 +49,19 @@ func startSender(t testing.TB, rcv *receiver, cfg webhook.Config) (*webhook.Send
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("Sender.Run did not return after its context ended")
-		}
-	})
-	return s, reg
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Error("Sender.Run did not return after its context ended")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return s, reg, stop
 }
 
 func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
