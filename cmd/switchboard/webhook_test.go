@@ -215,7 +215,9 @@ func TestWebhookTestCommand(t *testing.T) {
 	rcv.setDown(true)
 	out.Reset()
 	err = run(context.Background(), []string{"webhook", "test"},
-		func(k string) string { return map[string]string{"WEBHOOK_URL": rcv.srv.URL, "WEBHOOK_SECRET": hookSecret}[k] }, &out, &errOut)
+		func(k string) string {
+			return map[string]string{"WEBHOOK_URL": rcv.srv.URL, "WEBHOOK_SECRET": hookSecret}[k]
+		}, &out, &errOut)
 	if err == nil || !strings.Contains(out.String(), "answer: 503") {
 		t.Fatalf("with the receiver down: err %v, output %q; want the 503 shown and an error", err, out.String())
 	}
