@@ -6,6 +6,35 @@ import (
 	"time"
 )
 
+// OpKind says what an Op does.
+type OpKind byte
+
+// Op kinds.
+const (
+	// OpAdd queues the event.
+	OpAdd OpKind = iota + 1
+	// OpOnline queues the event, a user.online, unless a user.offline of
+	// the same user and action is scheduled: that one is then cancelled
+	// and the event is not queued. The check and the change are atomic.
+	OpOnline
+	// OpSchedule holds the event, a user.offline, until Due, then queues
+	// it. It replaces a scheduled event of the same user and action.
+	OpSchedule
+)
+
+// Op is one change to a Queue.
+type Op struct {
+	Kind  OpKind
+	Event Event
+	Due   time.Time // OpSchedule only
+}
+
+// Pushed is the result of one Op.
+type Pushed struct {
+	Queued  bool // the event is queued (false: scheduled, or an OpOnline that cancelled an offline)
+	Dropped int  // oldest events dropped to stay within the limit
+}
+
 // ErrUnavailable: the queue's store cannot be reached; the operation may
 // not have happened.
 var ErrUnavailable = errors.New("webhook: queue unavailable")
@@ -16,16 +45,11 @@ var ErrUnavailable = errors.New("webhook: queue unavailable")
 // the queue between nodes, so that any live node sends what a dead one left.
 // Implementations are safe for concurrent use.
 type Queue interface {
-	// Add queues ev. It returns how many of the oldest queued events were
-	// dropped to stay within the limit.
-	Add(ctx context.Context, ev Event) (dropped int, err error)
-	// Online queues ev, a user.online, unless a user.offline of the same
-	// user and action is scheduled: that one is then cancelled and ev is
-	// not queued (queued false). The check and the change are atomic.
-	Online(ctx context.Context, ev Event) (queued bool, dropped int, err error)
-	// Schedule holds ev, a user.offline, until due, then queues it. It
-	// replaces a scheduled event of the same user and action.
-	Schedule(ctx context.Context, ev Event, due time.Time) error
+	// Push applies ops in order (with Redis, in one round trip) and
+	// returns one result per op. On error, any prefix of ops may have been
+	// applied: pushing them again is safe, since a retried event keeps its
+	// id and receivers drop duplicates by it.
+	Push(ctx context.Context, ops []Op) ([]Pushed, error)
 	// Read returns up to n queued events that this node is to send and was
 	// not handed yet, in queue order (events of one user and action always
 	// come from one node, in the order they were queued). It first queues

@@ -38,11 +38,27 @@ func NewMemoryQueue(limit int) *MemoryQueue {
 	return &MemoryQueue{limit: limit, queued: make(map[string]time.Time), delayed: make(map[string]delayed)}
 }
 
-// Add implements Queue.
-func (q *MemoryQueue) Add(_ context.Context, ev Event) (int, error) {
+// Push implements Queue.
+func (q *MemoryQueue) Push(_ context.Context, ops []Op) ([]Pushed, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.add(ev, time.Now()), nil
+	now := time.Now()
+	res := make([]Pushed, len(ops))
+	for i, o := range ops {
+		switch o.Kind {
+		case OpSchedule:
+			q.delayed[o.Event.key()] = delayed{o.Event, o.Due}
+		case OpOnline:
+			if _, ok := q.delayed[o.Event.key()]; ok {
+				delete(q.delayed, o.Event.key())
+				continue
+			}
+			fallthrough
+		default:
+			res[i] = Pushed{Queued: true, Dropped: q.add(o.Event, now)}
+		}
+	}
+	return res, nil
 }
 
 // add queues ev; q.mu is held.
@@ -58,25 +74,6 @@ func (q *MemoryQueue) add(ev Event, now time.Time) int {
 	q.unread = append(q.unread, ev)
 	q.queued[ev.ID] = now
 	return dropped
-}
-
-// Online implements Queue.
-func (q *MemoryQueue) Online(_ context.Context, ev Event) (bool, int, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if _, ok := q.delayed[ev.key()]; ok {
-		delete(q.delayed, ev.key())
-		return false, 0, nil
-	}
-	return true, q.add(ev, time.Now()), nil
-}
-
-// Schedule implements Queue.
-func (q *MemoryQueue) Schedule(_ context.Context, ev Event, due time.Time) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.delayed[ev.key()] = delayed{ev, due}
-	return nil
 }
 
 // Read implements Queue.

@@ -136,34 +136,39 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// Add implements Queue.
-func (q *RedisQueue) Add(ctx context.Context, ev Event) (int, error) {
-	p := q.parts[q.partOf(ev.key())]
-	n, err := addScript.Run(ctx, q.c, []string{p.events},
-		q.maxLen, ev.ID, ev.key(), ev.At.UnixMilli(), ev.Body).Int()
-	return n, unavailable(err)
-}
-
-// Online implements Queue.
-func (q *RedisQueue) Online(ctx context.Context, ev Event) (bool, int, error) {
-	p := q.parts[q.partOf(ev.key())]
-	n, err := onlineScript.Run(ctx, q.c, []string{p.delayed, p.offline, p.events},
-		ev.key(), q.maxLen, ev.ID, ev.At.UnixMilli(), ev.Body).Int()
-	if err != nil {
-		return false, 0, unavailable(err)
+// Push implements Queue: one pipeline of scripts, each on one partition.
+func (q *RedisQueue) Push(ctx context.Context, ops []Op) ([]Pushed, error) {
+	pipe := q.c.Pipeline()
+	cmds := make([]*redis.Cmd, len(ops))
+	for i, o := range ops {
+		ev := o.Event
+		k := ev.key()
+		p := q.parts[q.partOf(k)]
+		switch o.Kind {
+		case OpSchedule:
+			payload := ev.ID + " " + strconv.FormatInt(ev.At.UnixMilli(), 10) + " " + string(ev.Body)
+			cmds[i] = scheduleScript.Eval(ctx, pipe, []string{p.delayed, p.offline}, k, o.Due.UnixMilli(), payload)
+		case OpOnline:
+			cmds[i] = onlineScript.Eval(ctx, pipe, []string{p.delayed, p.offline, p.events},
+				k, q.maxLen, ev.ID, ev.At.UnixMilli(), ev.Body)
+		default:
+			cmds[i] = addScript.Eval(ctx, pipe, []string{p.events}, q.maxLen, ev.ID, k, ev.At.UnixMilli(), ev.Body)
+		}
 	}
-	if n < 0 {
-		return false, 0, nil
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable(err)
 	}
-	return true, n, nil
-}
-
-// Schedule implements Queue.
-func (q *RedisQueue) Schedule(ctx context.Context, ev Event, due time.Time) error {
-	p := q.parts[q.partOf(ev.key())]
-	payload := ev.ID + " " + strconv.FormatInt(ev.At.UnixMilli(), 10) + " " + string(ev.Body)
-	return unavailable(scheduleScript.Run(ctx, q.c, []string{p.delayed, p.offline},
-		ev.key(), due.UnixMilli(), payload).Err())
+	res := make([]Pushed, len(ops))
+	for i, o := range ops {
+		n, _ := cmds[i].Int() // Exec reported no error
+		switch {
+		case o.Kind == OpSchedule:
+		case n < 0: // an OpOnline that cancelled
+		default:
+			res[i] = Pushed{Queued: true, Dropped: n}
+		}
+	}
+	return res, nil
 }
 
 // Read implements Queue. Every LeaseTTL/3 it takes or renews the leases of

@@ -57,6 +57,27 @@ func redisQueues(url string) newQueueFunc {
 	}
 }
 
+func add(ctx context.Context, q webhook.Queue, e webhook.Event) (int, error) {
+	r, err := q.Push(ctx, []webhook.Op{{Kind: webhook.OpAdd, Event: e}})
+	if err != nil {
+		return 0, err
+	}
+	return r[0].Dropped, nil
+}
+
+func online(ctx context.Context, q webhook.Queue, e webhook.Event) (bool, int, error) {
+	r, err := q.Push(ctx, []webhook.Op{{Kind: webhook.OpOnline, Event: e}})
+	if err != nil {
+		return false, 0, err
+	}
+	return r[0].Queued, r[0].Dropped, nil
+}
+
+func schedule(ctx context.Context, q webhook.Queue, e webhook.Event, due time.Time) error {
+	_, err := q.Push(ctx, []webhook.Op{{Kind: webhook.OpSchedule, Event: e, Due: due}})
+	return err
+}
+
 func ev(user string, n int) webhook.Event {
 	return webhook.OfflineEvent(user, "chat", time.UnixMilli(int64(1e12+n)))
 }
@@ -86,7 +107,7 @@ func testQueue(t *testing.T, newQueue newQueueFunc) {
 		var sent []webhook.Event
 		for i := range 20 {
 			e := ev(fmt.Sprint("u", i%4), i)
-			if _, err := q.Add(ctx, e); err != nil {
+			if _, err := add(ctx, q, e); err != nil {
 				t.Fatal(err)
 			}
 			sent = append(sent, e)
@@ -126,18 +147,18 @@ func testQueue(t *testing.T, newQueue newQueueFunc) {
 	})
 	t.Run("OnlineCancelsScheduledOffline", func(t *testing.T) {
 		q := newQueue(t, "n1", 0)
-		if err := q.Schedule(ctx, ev("alice", 1), time.Now().Add(time.Hour)); err != nil {
+		if err := schedule(ctx, q, ev("alice", 1), time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		on := webhook.OnlineEvent(session.Binding{ConnID: "c", UserID: "alice", Action: "chat", Node: "n1"}, time.Now())
-		queued, _, err := q.Online(ctx, on)
+		queued, _, err := online(ctx, q, on)
 		if err != nil || queued {
 			t.Fatalf("Online with an offline pending = %v, %v; want cancelled", queued, err)
 		}
 		if got := readAll(t, q); len(got) != 0 {
 			t.Fatalf("Read returned %d events, want none", len(got))
 		}
-		queued, _, err = q.Online(ctx, on)
+		queued, _, err = online(ctx, q, on)
 		if err != nil || !queued {
 			t.Fatalf("Online with nothing pending = %v, %v; want queued", queued, err)
 		}
@@ -148,13 +169,13 @@ func testQueue(t *testing.T, newQueue newQueueFunc) {
 	t.Run("ScheduledWhenDue", func(t *testing.T) {
 		q := newQueue(t, "n1", 0)
 		early, late := ev("bob", 1), ev("bob", 2)
-		if err := q.Schedule(ctx, early, time.Now().Add(300*time.Millisecond)); err != nil {
+		if err := schedule(ctx, q, early, time.Now().Add(300*time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
-		if err := q.Schedule(ctx, ev("carol", 3), time.Now().Add(time.Hour)); err != nil {
+		if err := schedule(ctx, q, ev("carol", 3), time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		if err := q.Schedule(ctx, late, time.Now().Add(300*time.Millisecond)); err != nil { // replaces early
+		if err := schedule(ctx, q, late, time.Now().Add(300*time.Millisecond)); err != nil { // replaces early
 			t.Fatal(err)
 		}
 		if got := readAll(t, q); len(got) != 0 {
@@ -169,13 +190,35 @@ func testQueue(t *testing.T, newQueue newQueueFunc) {
 			t.Fatalf("Read = %+v, want only the replacing event", got)
 		}
 	})
+	t.Run("PushAppliesABatchInOrder", func(t *testing.T) {
+		q := newQueue(t, "n1", 0)
+		b := session.Binding{ConnID: "c", UserID: "frank", Action: "chat", Node: "n1"}
+		off, on1, other, on2 := ev("frank", 1), webhook.OnlineEvent(b, time.Now()), ev("gina", 2), webhook.OnlineEvent(b, time.Now())
+		res, err := q.Push(ctx, []webhook.Op{
+			{Kind: webhook.OpSchedule, Event: off, Due: time.Now().Add(time.Hour)},
+			{Kind: webhook.OpOnline, Event: on1}, // cancels off
+			{Kind: webhook.OpAdd, Event: other},
+			{Kind: webhook.OpOnline, Event: on2}, // nothing to cancel any more
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []webhook.Pushed{{}, {}, {Queued: true}, {Queued: true}}
+		if fmt.Sprint(res) != fmt.Sprint(want) {
+			t.Fatalf("Push = %v, want %v", res, want)
+		}
+		got := readAll(t, q)
+		if len(got) != 2 || !ids(got)[other.ID] || !ids(got)[on2.ID] {
+			t.Fatalf("Read = %d events, want gina's and the second user.online", len(got))
+		}
+	})
 	t.Run("LimitDropsOldest", func(t *testing.T) {
 		q := newQueue(t, "n1", 3)
 		var sent []webhook.Event
 		dropped := 0
 		for i := range 5 {
 			e := ev("dave", i)
-			d, err := q.Add(ctx, e)
+			d, err := add(ctx, q, e)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,7 +244,7 @@ func testRedisQueue(t *testing.T, newQueue newQueueFunc) {
 		var sent []webhook.Event
 		for i := range 30 {
 			e := ev(fmt.Sprint("u", i), i)
-			if _, err := b.Add(ctx, e); err != nil { // any node may queue
+			if _, err := add(ctx, b, e); err != nil { // any node may queue
 				t.Fatal(err)
 			}
 			sent = append(sent, e)
@@ -243,7 +286,7 @@ func testRedisQueue(t *testing.T, newQueue newQueueFunc) {
 	t.Run("ReleaseHandsOverAtOnce", func(t *testing.T) {
 		a, b := newQueue(t, "a", 0), newQueue(t, "b", 0)
 		readAll(t, a)
-		if _, err := a.Add(ctx, ev("erin", 1)); err != nil {
+		if _, err := add(ctx, a, ev("erin", 1)); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.Release(ctx); err != nil {

@@ -116,13 +116,6 @@ func NewClient() *http.Client {
 	}
 }
 
-// op is one hook call waiting to reach the queue.
-type op struct {
-	kind byte // 'a' add, 'o' online, 's' schedule
-	ev   Event
-	due  time.Time
-}
-
 // Sender turns hook calls into queued events and sends the queue's events
 // to the receiver. Its hook methods never block; it is safe for concurrent
 // use.
@@ -132,7 +125,7 @@ type Sender struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	ops  chan op
+	ops  chan Op       // hook calls waiting to reach the queue
 	wake chan struct{} // this node queued something: read now
 
 	mu    sync.Mutex
@@ -160,7 +153,7 @@ func New(cfg Config) (*Sender, error) {
 		q:       cfg.Queue,
 		log:     cfg.Logger,
 		metrics: newMetrics(cfg.Registerer),
-		ops:     make(chan op, cfg.Buffer),
+		ops:     make(chan Op, cfg.Buffer),
 		wake:    make(chan struct{}, 1),
 		lines:   make(map[string][]Event),
 		sem:     make(chan struct{}, cfg.Concurrency),
@@ -172,7 +165,7 @@ func New(cfg Config) (*Sender, error) {
 // UserOnline reports that b is its user's first connection in its action,
 // cluster-wide. It does not block.
 func (s *Sender) UserOnline(b session.Binding) {
-	s.enqueue(op{kind: 'o', ev: OnlineEvent(b, time.Now())})
+	s.enqueue(Op{Kind: OpOnline, Event: OnlineEvent(b, time.Now())})
 }
 
 // UserOffline reports that user's last connection in action has closed.
@@ -180,7 +173,7 @@ func (s *Sender) UserOnline(b session.Binding) {
 // meanwhile (on any node). It does not block.
 func (s *Sender) UserOffline(user, action string) {
 	now := time.Now()
-	s.enqueue(op{kind: 's', ev: OfflineEvent(user, action, now), due: now.Add(s.cfg.OfflineDelay)})
+	s.enqueue(Op{Kind: OpSchedule, Event: OfflineEvent(user, action, now), Due: now.Add(s.cfg.OfflineDelay)})
 }
 
 // Undelivered reports that msg, a direct message to user `to` in action,
@@ -191,10 +184,10 @@ func (s *Sender) Undelivered(msg []byte, to, action string) {
 		s.log.Error("webhook: message.undelivered not emitted", "err", err) // a stamped message is valid JSON: a bug
 		return
 	}
-	s.enqueue(op{kind: 'a', ev: ev})
+	s.enqueue(Op{Kind: OpAdd, Event: ev})
 }
 
-func (s *Sender) enqueue(o op) {
+func (s *Sender) enqueue(o Op) {
 	select {
 	case s.ops <- o:
 	default:
@@ -223,37 +216,49 @@ func (s *Sender) Run(ctx context.Context) error {
 // drainTimeout bounds writing the buffered hook calls at shutdown.
 const drainTimeout = 5 * time.Second
 
-// emit applies hook calls to the queue in order. When the queue cannot be
-// reached it retries the same call, so later ones wait behind it (and the
-// buffer fills; beyond it calls are dropped and counted).
+// maxBatch is the most hook calls written to the queue in one round trip.
+const maxBatch = 256
+
+// emit writes hook calls to the queue in order, in batches of what has
+// accumulated meanwhile. When the queue cannot be reached it retries the
+// same batch, so later calls wait behind it (and the buffer fills; beyond it
+// calls are dropped and counted).
 func (s *Sender) emit(ctx context.Context) {
+	batch := make([]Op, 0, maxBatch)
 	for {
 		select {
 		case o := <-s.ops:
-			for !s.apply(ctx, o) {
-				select {
-				case <-ctx.Done():
-					s.drain(ctx, o)
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-			}
+			batch = append(batch[:0], o)
 		case <-ctx.Done():
-			s.drain(ctx, op{})
+			s.drain(ctx, nil)
 			return
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		for !s.apply(ctx, batch) {
+			select {
+			case <-ctx.Done():
+				s.drain(ctx, batch)
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}
 }
 
-// drain writes the buffered calls (first, if set, then the buffer) at
-// shutdown, within drainTimeout.
-func (s *Sender) drain(ctx context.Context, first op) {
+// drain writes pending and then the buffered calls at shutdown, within
+// drainTimeout.
+func (s *Sender) drain(ctx context.Context, pending []Op) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 	defer cancel()
-	pending := []op{}
-	if first.kind != 0 {
-		pending = append(pending, first)
-	}
+	pending = append([]Op(nil), pending...)
 	for {
 		select {
 		case o := <-s.ops:
@@ -263,30 +268,23 @@ func (s *Sender) drain(ctx context.Context, first op) {
 		}
 		break
 	}
-	for i, o := range pending {
-		if dctx.Err() != nil || !s.apply(dctx, o) {
-			s.metrics.dropped.WithLabelValues(dropUnavailable).Add(float64(len(pending) - i))
-			s.log.Error("webhook events lost at shutdown: queue unreachable", "events", len(pending)-i)
+	for len(pending) > 0 {
+		n := min(len(pending), maxBatch)
+		if dctx.Err() != nil || !s.apply(dctx, pending[:n]) {
+			s.metrics.dropped.WithLabelValues(dropUnavailable).Add(float64(len(pending)))
+			s.log.Error("webhook events lost at shutdown: queue unreachable", "events", len(pending))
 			return
 		}
+		pending = pending[n:]
 	}
 }
 
-// apply writes one hook call to the queue and reports whether it got there.
-func (s *Sender) apply(ctx context.Context, o op) bool {
+// apply writes a batch of hook calls to the queue and reports whether it
+// got there.
+func (s *Sender) apply(ctx context.Context, batch []Op) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	var err error
-	dropped, queued := 0, true
-	switch o.kind {
-	case 'o':
-		queued, dropped, err = s.q.Online(ctx, o.ev)
-	case 's':
-		err = s.q.Schedule(ctx, o.ev, o.due)
-		queued = false // counted when due
-	default:
-		dropped, err = s.q.Add(ctx, o.ev)
-	}
+	res, err := s.q.Push(ctx, batch)
 	if err != nil {
 		if s.queueOK.Swap(false) {
 			s.log.Error("webhook queue unreachable; events wait in memory", "err", err)
@@ -296,18 +294,24 @@ func (s *Sender) apply(ctx context.Context, o op) bool {
 	if !s.queueOK.Swap(true) {
 		s.log.Info("webhook queue reachable again")
 	}
-	if dropped > 0 {
-		s.metrics.dropped.WithLabelValues(dropQueueFull).Add(float64(dropped))
+	queued := false
+	for i, r := range res {
+		if r.Dropped > 0 {
+			s.metrics.dropped.WithLabelValues(dropQueueFull).Add(float64(r.Dropped))
+		}
+		switch {
+		case r.Queued:
+			queued = true
+			s.metrics.emitted.WithLabelValues(batch[i].Event.Type).Inc()
+		case batch[i].Kind == OpOnline:
+			s.metrics.debounced.Inc()
+		}
 	}
-	switch {
-	case queued:
-		s.metrics.emitted.WithLabelValues(o.ev.Type).Inc()
+	if queued {
 		select {
 		case s.wake <- struct{}{}:
 		default:
 		}
-	case o.kind == 'o':
-		s.metrics.debounced.Inc()
 	}
 	return true
 }
