@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench_webhooks.sh — the cost of webhooks under connection churn.
 #
-# For each store (memory, then one node on Redis), runs the same load twice
-# against a fresh server, webhooks off then on: STEADY connections opened as
+# For each store (memory, then one node on Redis), runs the same load
+# against a fresh server, webhooks off and on (REPS times each, alternating): STEADY connections opened as
 # fast as the tool can (closed loop: the maximum connect rate), then churn at
 # RATE connects/s for DURATION, each churn connection living 1 s (half
 # dropped without a close frame). With webhooks on, a local receiver
@@ -11,7 +11,7 @@
 # WEBHOOK_OFFLINE_DELAY) to its arrival. Every connection is a distinct
 # user, so each one owes exactly one user.online and one user.offline.
 #
-#   scripts/bench_webhooks.sh                       # about 4 minutes
+#   scripts/bench_webhooks.sh                       # about 8 minutes
 #   DURATION=10s STEADY=500 scripts/bench_webhooks.sh
 #   STORES=redis scripts/bench_webhooks.sh          # memory, redis, or both (default)
 #
@@ -25,6 +25,7 @@ RATE=${RATE:-500}
 STEADY=${STEADY:-2000}
 DELAY=${DELAY:-5s}
 STORES=${STORES:-"memory redis"}
+REPS=${REPS:-2}
 OUT=${OUT:-$(mktemp -d /tmp/sbwebhooks.XXXXXX)}
 BIN=$OUT/bin
 mkdir -p "$BIN"
@@ -111,29 +112,50 @@ run() {
 }
 
 HOOKS=(WEBHOOK_URL="http://127.0.0.1:$HOOK_PORT/" WEBHOOK_SECRET="$SECRET" WEBHOOK_OFFLINE_DELAY="$DELAY")
-if [[ " $STORES " == *" memory "* ]]; then
-  run mem-off
-  run mem-on "${HOOKS[@]}"
-fi
-if [[ " $STORES " == *" redis "* ]]; then
-  run redis-off REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-  redis-cli -p "$REDIS_PORT" flushall >/dev/null
-  run redis-on REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" "${HOOKS[@]}"
-fi
-
-printf '\n| figure | memory, off | memory, on | ratio | Redis, off | Redis, on | ratio |\n| --- | --- | --- | --- | --- | --- | --- |\n'
-ratio() { awk "BEGIN{ if ($1 > 0) printf \"%.2f\", $2/$1; else print \"-\" }"; }
-for f in ".connect_per_s|max connect rate, $STEADY conns (conns/s)" ".connect_latency.p99_ms|connect p99 (ms)" \
-  ".churn.connects_per_s|churn connects/s (target $RATE)" ".churn.failed|churn failed connects" ".server.cpu_pct|server CPU % of one core"; do
-  q=${f%%|*} label=${f#*|}
-  a=$(val mem-off "$q") b=$(val mem-on "$q") c=$(val redis-off "$q") d=$(val redis-on "$q")
-  printf '| %s | %.1f | %.1f | %s | %.1f | %.1f | %s |\n' "$label" "${a:-0}" "${b:-0}" "$(ratio "${a:-0}" "${b:-0}")" \
-    "${c:-0}" "${d:-0}" "$(ratio "${c:-0}" "${d:-0}")"
+# Off and on alternate ABBA-wise (off, on, on, off, ...) so that a drift in
+# the machine's load weighs on both alike.
+for store in $STORES; do
+  env=()
+  [ "$store" = redis ] && env=(REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0")
+  for rep in $(seq 1 "$REPS"); do
+    order="off on"
+    [ $((rep % 2)) = 0 ] && order="on off"
+    for mode in $order; do
+      redis-cli -p "$REDIS_PORT" flushall >/dev/null
+      if [ "$mode" = on ]; then
+        run "$store-on-$rep" "${env[@]}" "${HOOKS[@]}"
+      else
+        run "$store-off-$rep" "${env[@]}"
+      fi
+    done
+  done
 done
-for s in mem-on redis-on; do
-  [ -s "$OUT/$s.hooks.json" ] || continue
-  printf '\n%s: events %s of %s owed (%s), bad signatures %s, latency beyond the trigger p50 %s ms, p99 %s ms, max %s ms\n' "$s" \
-    "$(jq .events "$OUT/$s.hooks.json")" "$(jq .owed "$OUT/$s.hooks.json")" "$(jq -c .by_type "$OUT/$s.hooks.json")" \
-    "$(jq .bad "$OUT/$s.hooks.json")" "$(jq .latency_ms.p50 "$OUT/$s.hooks.json")" "$(jq .latency_ms.p99 "$OUT/$s.hooks.json")" \
-    "$(jq .latency_ms.max "$OUT/$s.hooks.json")"
+
+# mean NAME_GLOB JQ: the mean of a figure over the runs matching the glob.
+mean() {
+  local f v sum=0 n=0
+  for f in "$OUT"/$1.json; do
+    [ -s "$f" ] || continue
+    v=$(jq -r "($2) // empty" "$f")
+    [ -n "$v" ] || continue
+    sum=$(awk -v a="$sum" -v b="$v" 'BEGIN{print a+b}'); n=$((n + 1))
+  done
+  [ $n -gt 0 ] && awk -v a="$sum" -v n="$n" 'BEGIN{printf "%.1f", a/n}' || echo ""
+}
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN{ if (a > 0) printf "%.2f", b/a; else print "-" }'; }
+
+printf '\n%s run(s) of each, means:\n\n| figure | store | webhooks off | webhooks on | on/off |\n| --- | --- | --- | --- | --- |\n' "$REPS"
+for store in $STORES; do
+  for f in ".connect_per_s|max connect rate, $STEADY conns (conns/s)" ".connect_latency.p99_ms|connect p99 (ms)" \
+    ".churn.connects_per_s|churn connects/s (target $RATE)" ".churn.failed|churn failed connects" ".server.cpu_pct|server CPU % of one core"; do
+    q=${f%%|*} label=${f#*|}
+    a=$(mean "$store-off-*" "$q") b=$(mean "$store-on-*" "$q")
+    printf '| %s | %s | %s | %s | %s |\n' "$label" "$store" "$a" "$b" "$(ratio "$a" "$b")"
+  done
+done
+echo
+for f in "$OUT"/*-on-*.hooks.json; do
+  printf '%s: events %s of %s owed %s, bad signatures %s, latency beyond the trigger p50 %.1f ms, p99 %.1f ms, max %.1f ms\n' \
+    "$(basename "$f" .hooks.json)" "$(jq .events "$f")" "$(jq .owed "$f")" "$(jq -c .by_type "$f")" "$(jq .bad "$f")" \
+    "$(jq .latency_ms.p50 "$f")" "$(jq .latency_ms.p99 "$f")" "$(jq .latency_ms.max "$f")"
 done
