@@ -106,7 +106,7 @@ run() {
       sleep 0.5
     done
     curl -fsS "http://127.0.0.1:$HOOK_PORT/stats" | jq --argjson owed "$owed" '. + {owed: $owed}' >"$OUT/$name.hooks.json"
-    curl -fsS "http://127.0.0.1:$port/metrics" | grep '^switchboard_webhook' >"$OUT/$name.metrics" || true
+    curl -fsS "http://127.0.0.1:$port/metrics" | grep '^switchboard_' >"$OUT/$name.metrics" || true
   fi
   stop "$pid"
 }
