@@ -271,3 +271,22 @@ func TestWebhooksNodeKilled(t *testing.T) {
 		}
 	}
 }
+
+// A node that stops gracefully hands its users' user.offline to the
+// others; a user who moves to another node within the delay (a rolling
+// restart) emits nothing.
+func TestWebhooksNodeStops(t *testing.T) {
+	rcv := newHookReceiver(t)
+	rs := redistest.Start(t)
+	ns := startNodes(t, rs.URL(), 2, webhookArgs(rcv, "1s")...)
+	ns[0].online(t, "chat", "leaving")
+	ns[0].online(t, "chat", "moving")
+	waitFor(t, 10*time.Second, "two user.online", func() bool { return len(rcv.hooks("user.online", "")) == 2 })
+	ns[0].stop()
+	ns[1].online(t, "chat", "moving") // reconnects to the other node at once
+	waitFor(t, 10*time.Second, "user.offline of the user who left", func() bool { return len(rcv.hooks("user.offline", "leaving")) == 1 })
+	time.Sleep(1500 * time.Millisecond) // asserting an absence: past the delay
+	if got := rcv.count(); got != 3 {
+		t.Fatalf("got %d events, want 3 (two user.online, one user.offline)", got)
+	}
+}

@@ -72,3 +72,30 @@ func TestRedisSendersShareTheQueue(t *testing.T) {
 		t.Fatalf("got %d events after a return within the delay, want none: %s", len(after)-before, after[before].Body)
 	}
 }
+
+// While Redis is down, hook calls wait in the node's buffer; once Redis
+// answers again they are queued and sent.
+func TestRedisSenderOutage(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rcv := newReceiver(t)
+	startSender(t, rcv, webhook.Config{Queue: redisQueues(srv.URL())(t, "a", 0), Timeout: 500 * time.Millisecond})
+	s, _ := startSender(t, rcv, webhook.Config{Queue: redisQueues(srv.URL())(t, "b", 0), Timeout: 500 * time.Millisecond})
+	srv.Stop()
+	for i := range 20 {
+		u := fmt.Sprint("u", i)
+		s.UserOnline(session.Binding{ConnID: u, UserID: u, Action: "chat", Node: "b"})
+	}
+	time.Sleep(time.Second) // the outage lasts; the calls wait in b's buffer
+	if n := len(rcv.requests()); n != 0 {
+		t.Fatalf("%d events sent while Redis was down", n)
+	}
+	srv.Restart() // empty: nothing was written while it was down
+	waitFor(t, 20*time.Second, "every event after the outage", func() bool {
+		seen := map[string]bool{}
+		for _, g := range rcv.requests() {
+			seen[g.Data["user_id"].(string)] = true
+		}
+		return len(seen) == 20
+	})
+}
