@@ -1,8 +1,8 @@
 package webhook
 
 import (
+	"container/heap"
 	"context"
-	"sort"
 	"sync"
 	"time"
 )
@@ -18,11 +18,27 @@ type MemoryQueue struct {
 	unread  []Event              // queued, not handed to Read yet, oldest first
 	queued  map[string]time.Time // event id → when queued, for everything not acked
 	delayed map[string]delayed   // ordering key → scheduled user.offline
+	due     dueHeap              // the same, soonest first; cancelled or replaced entries are skipped when popped
 }
 
 type delayed struct {
 	ev  Event
 	due time.Time
+}
+
+// dueHeap orders scheduled events by due time (container/heap).
+type dueHeap []delayed
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(delayed)) } //nolint:forcetypeassert // only delayed is pushed
+func (h *dueHeap) Pop() any {
+	old := *h
+	d := old[len(old)-1]
+	old[len(old)-1] = delayed{}
+	*h = old[:len(old)-1]
+	return d
 }
 
 // DefaultQueueLimit is the default number of events a queue holds.
@@ -47,7 +63,9 @@ func (q *MemoryQueue) Push(_ context.Context, ops []Op) ([]Pushed, error) {
 	for i, o := range ops {
 		switch o.Kind {
 		case OpSchedule:
-			q.delayed[o.Event.key()] = delayed{o.Event, o.Due}
+			d := delayed{o.Event, o.Due}
+			q.delayed[o.Event.key()] = d
+			heap.Push(&q.due, d)
 		case OpOnline:
 			if _, ok := q.delayed[o.Event.key()]; ok {
 				delete(q.delayed, o.Event.key())
@@ -82,15 +100,13 @@ func (q *MemoryQueue) Read(_ context.Context, n int) ([]Event, int, error) {
 	defer q.mu.Unlock()
 	now := time.Now()
 	dropped := 0
-	var due []delayed
-	for k, d := range q.delayed {
-		if !d.due.After(now) {
-			due = append(due, d)
-			delete(q.delayed, k)
+	for len(q.due) > 0 && !q.due[0].due.After(now) {
+		d := heap.Pop(&q.due).(delayed) //nolint:forcetypeassert // only delayed is pushed
+		k := d.ev.key()
+		if cur, ok := q.delayed[k]; !ok || cur.ev.ID != d.ev.ID {
+			continue // cancelled by a return, or replaced
 		}
-	}
-	sort.Slice(due, func(i, j int) bool { return due[i].due.Before(due[j].due) })
-	for _, d := range due {
+		delete(q.delayed, k)
 		dropped += q.add(d.ev, now)
 	}
 	n = min(n, len(q.unread))
