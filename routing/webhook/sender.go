@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -449,12 +450,16 @@ func (s *Sender) send(ctx context.Context, ev Event) bool {
 			s.metrics.delivered.Inc()
 			s.metrics.latency.Observe(time.Since(ev.At).Seconds())
 			if s.failing.Swap(false) {
-				s.log.Info("webhook receiver recovered", "url", s.cfg.URL)
+				s.log.Info("webhook receiver recovered", "url", redact(s.cfg.URL))
 			}
 			return true
 		}
 		if !s.failing.Swap(true) {
-			s.log.Warn("webhook receiver failing; retrying with backoff", "url", s.cfg.URL, "status", status, "err", err)
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // without the URL
+			}
+			s.log.Warn("webhook receiver failing; retrying with backoff", "url", redact(s.cfg.URL), "status", status, "err", err)
 		}
 		wait = backoff(attempt, wait, s.cfg.RetryMin, s.cfg.RetryMax)
 		if time.Since(first)+wait > s.cfg.RetryFor {
@@ -471,6 +476,16 @@ func (s *Sender) send(ctx context.Context, ev Event) bool {
 		case <-t.C:
 		}
 	}
+}
+
+// redact returns raw without credentials and query, which may hold secrets.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 // backoff returns the wait before retry number attempt+1: min doubled per

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -336,4 +337,69 @@ func TestBurstBoundsRequestsInFlight(t *testing.T) {
 		t.Fatalf("at most %d requests in flight, want between 2 and %d", maxIn, limit)
 	}
 	t.Logf("%d events, at most %d requests in flight", conns, maxIn)
+}
+
+// The receiver's state is logged once per change, never per event, and
+// without the URL's credentials or query.
+func TestReceiverStateLogged(t *testing.T) {
+	rcv := newReceiver(t)
+	var mu sync.Mutex
+	failing := true
+	rcv.setAnswer(func(got, int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			return http.StatusBadGateway
+		}
+		return http.StatusOK
+	})
+	var logs syncBuffer
+	cfg := webhook.Config{RetryMin: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	reg := prometheus.NewRegistry()
+	cfg.URL, cfg.Key, cfg.Registerer, cfg.PollInterval = strings.Replace(rcv.URL(), "http://", "http://user:pw@", 1)+"/?token=secret", testKey(t), reg, 20*time.Millisecond
+	s, err := webhook.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := range 10 {
+		s.Undelivered([]byte(`{}`), fmt.Sprint("u", i), "chat")
+	}
+	waitFor(t, 10*time.Second, "retries", func() bool { return counter(t, reg, "switchboard_webhook_retries_total") >= 30 })
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	waitFor(t, 10*time.Second, "delivery", func() bool { return counter(t, reg, "switchboard_webhook_delivered_total") == 10 })
+	out := logs.String()
+	if n := strings.Count(out, "webhook receiver failing"); n != 1 {
+		t.Errorf("%d 'failing' lines, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "webhook receiver recovered"); n != 1 {
+		t.Errorf("%d 'recovered' lines, want 1:\n%s", n, out)
+	}
+	if strings.Contains(out, "secret") || strings.Contains(out, "pw") {
+		t.Errorf("logs show the URL's credentials or query:\n%s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
