@@ -8,7 +8,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// maxUserIDBytes is SPEC's limit on a user id.
+// maxUserIDBytes is the protocol's limit on a user id (docs/protocol.md).
 const maxUserIDBytes = 256
 
 // lookupClaim finds the user claim: a top-level claim of exactly that name
@@ -56,7 +56,7 @@ func claimsFrom(user any, found bool, exp *jwt.NumericDate, name string) (Claims
 	return Claims{UserID: s, Expiry: exp.Time}, nil
 }
 
-// validUserID reports whether s is a user id as SPEC defines it: 1 to 256
+// validUserID reports whether s is a user id as the protocol defines it: 1 to 256
 // bytes of valid UTF-8 without control characters (C0, DEL, C1).
 func validUserID(s string) bool {
 	if len(s) == 0 || len(s) > maxUserIDBytes {

@@ -21,7 +21,7 @@ import (
 // Timing and size limits of the remote key source.
 const (
 	// unknownKIDInterval: an unknown kid triggers an immediate refresh the
-	// first time, later ones at most once per interval (SPEC §5).
+	// first time, later ones at most once per interval (docs/auth.md).
 	unknownKIDInterval = 10 * time.Second
 	// lookupTimeout bounds how long Verify waits for a refresh it asked for.
 	lookupTimeout = 5 * time.Second

@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -116,7 +117,8 @@ type Config struct {
 	// client with a 10s timeout.
 	HTTPClient *http.Client
 	// Logger receives key-refresh failures and recoveries (once per change
-	// of state, never a token). Default: discards.
+	// of state, never a token). Default: warnings and errors as text on
+	// stderr, so that keys that cannot be fetched are not a silent failure.
 	Logger *slog.Logger
 }
 
@@ -152,7 +154,7 @@ func New(cfg Config) (*Verifier, error) {
 		log:       cfg.Logger,
 	}
 	if v.log == nil {
-		v.log = slog.New(slog.DiscardHandler)
+		v.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	if v.userClaim == "" {
 		v.userClaim = DefaultUserClaim

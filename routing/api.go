@@ -42,40 +42,75 @@ const maxReasonLen = 123
 // cluster-wide; when it cannot reach the other nodes, it returns the local
 // count with an error wrapping ErrBrokerUnavailable.
 func (r *Router) Publish(ctx context.Context, action, to string, obj []byte) (int, error) {
+	n, _, err := r.PublishSeq(ctx, action, to, obj)
+	return n, err
+}
+
+// PublishSeq is Publish that also returns the number the message was kept
+// with in the recipient's mailbox (SPEC section 10): with the mailbox on
+// and to set, the message is kept before it is delivered, and carries
+// `seq`. An `id` in obj (a string of at most 64 characters or an integer)
+// makes a resend within the dedup window neither kept nor delivered again:
+// it returns 0 delivered and the first one's seq. seq is 0 otherwise.
+func (r *Router) PublishSeq(ctx context.Context, action, to string, obj []byte) (delivered int, seq int64, err error) {
 	if !ValidAction(action) {
-		return 0, invalidError(errActionText)
+		return 0, 0, invalidError(errActionText)
 	}
 	if to != "" && !ValidUserID(to) {
-		return 0, invalidError(errToText)
+		return 0, 0, invalidError(errToText)
 	}
 	payload, err := apiMessage(action, to, obj, time.Now().UnixMilli())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	e := &Envelope{Kind: KindMessage, Origin: r.node, Action: action, User: to, Payload: payload}
+	if to != "" {
+		// Through the mailbox when it is on; an `id` in obj makes a resend
+		// within the dedup window neither kept nor delivered again.
+		var id string
+		head := payload
+		if r.mbox != nil {
+			if raw := member(obj, "id"); raw != nil && validID(raw) {
+				id = canonicalID(raw)
+			}
+			head = mailHead(payload)
+		}
+		d := direct{e: e, id: id, head: head}
+		res := r.routeDirect(ctx, nil, d)
+		r.directUndelivered(nil, d, res) // Events hook
+		return res.delivered, res.seq, res.err
+	}
+	if r.mbox != nil {
+		e.Payload = dropSeq(payload)
+	}
 	local := r.deliverLocal(e)
 	r.metrics.delivered[deliveryAPI].Add(float64(local))
-	n, err := r.publish(ctx, e, local)
-	r.undelivered(payload, to, action, "", n, err) // Events hook
-	if err != nil {
-		if errors.Is(err, ErrBrokerUnavailable) {
-			r.metrics.publishFailed.Inc()
-		}
-		return local, err
-	}
-	return n, nil
+	remote, err := r.publish(ctx, e)
+	return local + remote, 0, err
 }
 
-// publish hands e to the other nodes and waits for its cluster-wide count.
-func (r *Router) publish(ctx context.Context, e *Envelope, local int) (int, error) {
-	res := make(chan routed, 1)
-	r.broker.Publish(e, local, func(n int, err error) { res <- routed{n, err} })
-	select {
-	case x := <-res:
-		return x.n, x.err
-	case <-ctx.Done():
-		return local, ctx.Err()
+// publish hands e to the other nodes holding its target and returns how
+// many connections there took it. Connections that the store lists on
+// nodes that could not take it (dead, or their subscription lost) make it
+// an error wrapping ErrBrokerUnavailable: the message did not reach every
+// recipient. When the store lost this node's bindings, publish has them
+// rewritten.
+func (r *Router) publish(ctx context.Context, e *Envelope) (int, error) {
+	if !r.storeOK.Load() {
+		r.metrics.publishFailed.Inc()
+		return 0, fmt.Errorf("%w: store unavailable or rewriting bindings", ErrBrokerUnavailable)
 	}
+	d, err := r.broker.Publish(ctx, e)
+	if err == nil && d.Missed > 0 {
+		err = fmt.Errorf("%w: %d recipients on unreachable nodes", ErrBrokerUnavailable, d.Missed)
+	}
+	if err != nil {
+		r.metrics.publishFailed.Inc()
+		if errors.Is(err, session.ErrBindingsLost) {
+			r.bindingsLost()
+		}
+	}
+	return d.Reached, err
 }
 
 // Presence returns the distinct user ids online in action (sorted, never
@@ -151,7 +186,17 @@ func (r *Router) DisconnectUser(ctx context.Context, user, reason string) (int, 
 		r.metrics.storeErrors.Inc()
 		return 0, err
 	}
-	return len(bs), r.disconnectTarget(ctx, &Envelope{Kind: KindDisconnect, Origin: r.node, User: user, Payload: []byte(reason)})
+	// One envelope per action of the user: nodes subscribe to a user's
+	// connections per action.
+	var errs []error
+	seen := make(map[string]bool)
+	for _, b := range bs {
+		if !seen[b.Action] {
+			seen[b.Action] = true
+			errs = append(errs, r.disconnectTarget(ctx, &Envelope{Kind: KindDisconnect, Origin: r.node, Action: b.Action, User: user, Payload: []byte(reason)}))
+		}
+	}
+	return len(bs), errors.Join(errs...)
 }
 
 // DisconnectConn disconnects one connection, on whichever node holds it, as
@@ -172,22 +217,18 @@ func (r *Router) DisconnectConn(ctx context.Context, connID, reason string) (int
 		}
 		return 0, err
 	}
-	// Origin is the node holding the connection: the envelope goes to its
-	// control topic only.
-	return 1, r.disconnectTarget(ctx, &Envelope{Kind: KindDisconnect, Origin: b.Node, Conn: connID, Payload: []byte(reason)})
+	// The envelope goes to the channel of the node holding the connection.
+	return 1, r.disconnectTarget(ctx, &Envelope{Kind: KindDisconnect, Origin: r.node, Node: b.Node, Conn: connID, Payload: []byte(reason)})
 }
 
 // disconnectTarget closes the local connections e targets at once, then
 // has the other nodes close theirs.
 func (r *Router) disconnectTarget(ctx context.Context, e *Envelope) error {
-	local := r.deliverRemote(e) // handles KindDisconnect whatever its origin
-	if e.Conn != "" && e.Origin == r.node {
+	r.disconnectLocal(e)
+	if e.Node == r.node {
 		return nil // the connection was here
 	}
-	_, err := r.publish(ctx, e, local)
-	if errors.Is(err, ErrBrokerUnavailable) {
-		r.metrics.publishFailed.Inc()
-	}
+	_, err := r.publish(ctx, e)
 	return err
 }
 
@@ -305,4 +346,55 @@ func deliveryKind(e *Envelope) string {
 	default:
 		return deliveryBroadcast
 	}
+}
+
+// Mailbox API limits.
+const (
+	DefaultMailboxLimit = 100
+	MaxMailboxLimit     = 1000
+)
+
+// ReadMailbox returns at most limit (at most 1000; 0 means 100) of the
+// messages kept for user in action with a seq above since, oldest first,
+// each as it was delivered, with the mailbox's latest seq and the user's
+// read cursor. Without a mailbox the error wraps ErrInvalid.
+func (r *Router) ReadMailbox(ctx context.Context, user, action string, since int64, limit int) (session.Page, error) {
+	switch {
+	case r.mbox == nil:
+		return session.Page{}, invalidError(errNoMailbox.Error())
+	case !ValidUserID(user):
+		return session.Page{}, invalidError(errUserText)
+	case !ValidAction(action):
+		return session.Page{}, invalidError(errActionText)
+	case since < 0 || limit < 0:
+		return session.Page{}, invalidError("since and limit must be non-negative integers")
+	}
+	if limit == 0 {
+		limit = DefaultMailboxLimit
+	}
+	p, err := r.mbox.Read(ctx, user, action, since, min(limit, MaxMailboxLimit))
+	if err != nil {
+		r.metrics.storeErrors.Inc()
+	}
+	return p, err
+}
+
+// EraseMailbox deletes the messages kept for user in action, or in all
+// of the user's actions when action is "", and returns how many it
+// deleted. Numbers and read cursors stay: the next message continues the
+// numbering. Without a mailbox the error wraps ErrInvalid.
+func (r *Router) EraseMailbox(ctx context.Context, user, action string) (int, error) {
+	switch {
+	case r.mbox == nil:
+		return 0, invalidError(errNoMailbox.Error())
+	case !ValidUserID(user):
+		return 0, invalidError(errUserText)
+	case action != "" && !ValidAction(action):
+		return 0, invalidError(errActionText)
+	}
+	n, err := r.mbox.Erase(ctx, user, action)
+	if err != nil {
+		r.metrics.storeErrors.Inc()
+	}
+	return n, err
 }

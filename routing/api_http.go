@@ -14,13 +14,15 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/session"
 )
 
-// API returns the server API of SPEC section 7, to be mounted at /api/:
+// API returns the server API (docs/operations.md, "Server API"), to be mounted at /api/:
 //
 //	POST   /api/publish                     {"action","to"?,…} → {"delivered":N}
 //	GET    /api/actions/{action}            → {"action","users":[…],"connections":N}
@@ -28,6 +30,16 @@ import (
 //	DELETE /api/actions/{action}            → {"disconnected":N}
 //	DELETE /api/users/{user_id}             → {"disconnected":N}
 //	DELETE /api/connections/{connection_id} → {"disconnected":1}
+//	PUT    /api/users/{user_id}/ban         {"duration","reason"?} → the ban
+//	GET    /api/users/{user_id}/ban         → {"user_id","banned",…}
+//	DELETE /api/users/{user_id}/ban         → {"user_id","banned":false,"lifted":bool}
+//	GET    /api/users/{user_id}/blocks      → {"user_id","blocks":[…]}
+//	PUT    /api/users/{user_id}/blocks/{other}, DELETE … → {"user_id","blocks":[…]}
+//	GET    /api/users/{user_id}/mailbox?action=A&since=S&limit=N
+//	                                        → {"user_id","action","messages":[…],"seq","read","gap"}
+//	DELETE /api/users/{user_id}/mailbox[?action=A] → {"deleted":N}
+//
+// The mailbox calls answer 400 when the mailbox is off (MAILBOX=false).
 //
 // Every request needs `Authorization: Bearer {adminToken}` (401 otherwise);
 // the token is compared in constant time. DELETE calls take an optional
@@ -52,6 +64,22 @@ func (r *Router) API(adminToken string) http.Handler {
 	mux.Handle("/api/users/{user_id}", methods{
 		http.MethodGet:    a.call("user_connections", a.userConnections),
 		http.MethodDelete: a.call("disconnect_user", a.disconnectUser),
+	})
+	mux.Handle("/api/users/{user_id}/ban", methods{
+		http.MethodPut:    a.call("ban", a.ban),
+		http.MethodGet:    a.call("get_ban", a.getBan),
+		http.MethodDelete: a.call("unban", a.unban),
+	})
+	mux.Handle("/api/users/{user_id}/blocks", methods{
+		http.MethodGet: a.call("blocks", a.blocks),
+	})
+	mux.Handle("/api/users/{user_id}/blocks/{other}", methods{
+		http.MethodPut:    a.call("block", a.block),
+		http.MethodDelete: a.call("unblock", a.unblock),
+	})
+	mux.Handle("/api/users/{user_id}/mailbox", methods{
+		http.MethodGet:    a.call("mailbox_read", a.readMailbox),
+		http.MethodDelete: a.call("mailbox_erase", a.eraseMailbox),
 	})
 	mux.Handle("/api/connections/{connection_id}", methods{
 		http.MethodDelete: a.call("disconnect_connection", a.disconnectConn),
@@ -201,7 +229,7 @@ func (a *api) publish(w http.ResponseWriter, req *http.Request) (int, any) {
 			return http.StatusBadRequest, apiError{errToText}
 		}
 	}
-	n, err := a.r.Publish(req.Context(), action, to, b)
+	n, seq, err := a.r.PublishSeq(req.Context(), action, to, b)
 	if err != nil {
 		status, body := a.fail(err)
 		if status == http.StatusServiceUnavailable {
@@ -212,6 +240,12 @@ func (a *api) publish(w http.ResponseWriter, req *http.Request) (int, any) {
 			}{body.(apiError).Error, n}
 		}
 		return status, body
+	}
+	if seq > 0 {
+		return http.StatusOK, struct {
+			Delivered int   `json:"delivered"`
+			Seq       int64 `json:"seq"`
+		}{n, seq}
 	}
 	return http.StatusOK, struct {
 		Delivered int `json:"delivered"`
@@ -249,10 +283,112 @@ func (a *api) userConnections(_ http.ResponseWriter, req *http.Request) (int, an
 	for i, b := range bs {
 		conns[i] = apiConn{b.ConnID, b.Action, b.Node, b.ConnectedAt.UnixMilli()}
 	}
+	ban, banned, err := a.r.GetBan(req.Context(), user)
+	if err != nil {
+		return a.fail(err)
+	}
 	return http.StatusOK, struct {
 		UserID      string    `json:"user_id"`
 		Connections []apiConn `json:"connections"`
-	}{user, conns}
+		apiBan
+	}{user, conns, newAPIBan(ban, banned)}
+}
+
+// apiBan is a user's ban state in the API.
+type apiBan struct {
+	Banned bool   `json:"banned"`
+	Until  string `json:"until,omitempty"` // RFC 3339
+	Reason string `json:"reason,omitempty"`
+}
+
+func newAPIBan(b session.Ban, banned bool) apiBan {
+	if !banned {
+		return apiBan{}
+	}
+	return apiBan{Banned: true, Until: b.Until.UTC().Format(time.RFC3339Nano), Reason: b.Reason}
+}
+
+func (a *api) ban(w http.ResponseWriter, req *http.Request) (int, any) {
+	b, status, body := a.readBody(w, req)
+	if status != 0 {
+		return status, body
+	}
+	var v struct {
+		Duration string `json:"duration"`
+		Reason   string `json:"reason"`
+	}
+	if _, ok := parseObject(b); !ok || json.Unmarshal(b, &v) != nil {
+		return http.StatusBadRequest, apiError{`the body must be a JSON object {"duration":"1h","reason":"…"}`}
+	}
+	d, err := time.ParseDuration(v.Duration)
+	if err != nil {
+		return http.StatusBadRequest, apiError{`duration must be a Go duration such as "30m", "24h" or "720h"`}
+	}
+	user := req.PathValue("user_id")
+	until, n, err := a.r.Ban(req.Context(), user, d, v.Reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	ban, _, err := a.r.GetBan(req.Context(), user)
+	if err != nil {
+		ban = session.Ban{Until: until, Reason: v.Reason}
+	}
+	return http.StatusOK, struct {
+		UserID string `json:"user_id"`
+		apiBan
+		Disconnected int `json:"disconnected"`
+	}{user, newAPIBan(ban, true), n}
+}
+
+func (a *api) getBan(_ http.ResponseWriter, req *http.Request) (int, any) {
+	user := req.PathValue("user_id")
+	ban, banned, err := a.r.GetBan(req.Context(), user)
+	if err != nil {
+		return a.fail(err)
+	}
+	return http.StatusOK, struct {
+		UserID string `json:"user_id"`
+		apiBan
+	}{user, newAPIBan(ban, banned)}
+}
+
+func (a *api) unban(_ http.ResponseWriter, req *http.Request) (int, any) {
+	user := req.PathValue("user_id")
+	had, err := a.r.Unban(req.Context(), user)
+	if err != nil {
+		return a.fail(err)
+	}
+	return http.StatusOK, struct {
+		UserID string `json:"user_id"`
+		Banned bool   `json:"banned"`
+		Lifted bool   `json:"lifted"`
+	}{user, false, had}
+}
+
+func (a *api) blocks(_ http.ResponseWriter, req *http.Request) (int, any) {
+	user := req.PathValue("user_id")
+	users, err := a.r.Blocks(req.Context(), user)
+	if err != nil {
+		return a.fail(err)
+	}
+	return http.StatusOK, struct {
+		UserID string   `json:"user_id"`
+		Blocks []string `json:"blocks"`
+	}{user, users}
+}
+
+func (a *api) block(w http.ResponseWriter, req *http.Request) (int, any) {
+	if _, err := a.r.Block(req.Context(), req.PathValue("user_id"), req.PathValue("other")); err != nil {
+		return a.fail(err)
+	}
+	return a.blocks(w, req)
+}
+
+func (a *api) unblock(w http.ResponseWriter, req *http.Request) (int, any) {
+	if _, err := a.r.Unblock(req.Context(), req.PathValue("user_id"), req.PathValue("other")); err != nil {
+		return a.fail(err)
+	}
+	return a.blocks(w, req)
 }
 
 // reason reads the optional disconnect reason of a DELETE: the query
@@ -311,4 +447,55 @@ func (a *api) disconnectConn(w http.ResponseWriter, req *http.Request) (int, any
 		return status, body
 	}
 	return a.disconnected(a.r.DisconnectConn(req.Context(), req.PathValue("connection_id"), reason))
+}
+
+// queryInt reads a non-negative integer query parameter, def when absent.
+func queryInt(req *http.Request, name string, def int64) (int64, bool) {
+	v := req.URL.Query().Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+func (a *api) readMailbox(_ http.ResponseWriter, req *http.Request) (int, any) {
+	user, action := req.PathValue("user_id"), req.URL.Query().Get("action")
+	if action == "" {
+		return http.StatusBadRequest, apiError{"missing action: ?action=A"}
+	}
+	since, ok := queryInt(req, "since", 0)
+	if !ok {
+		return http.StatusBadRequest, apiError{"since must be a non-negative integer"}
+	}
+	limit, ok := queryInt(req, "limit", DefaultMailboxLimit)
+	if !ok || limit == 0 || limit > MaxMailboxLimit {
+		return http.StatusBadRequest, apiError{fmt.Sprintf("limit must be an integer from 1 to %d", MaxMailboxLimit)}
+	}
+	p, err := a.r.ReadMailbox(req.Context(), user, action, since, int(limit))
+	if err != nil {
+		return a.fail(err)
+	}
+	msgs := make([]json.RawMessage, len(p.Mails))
+	for i, m := range p.Mails {
+		msgs[i] = m.Frame
+	}
+	return http.StatusOK, struct {
+		UserID   string            `json:"user_id"`
+		Action   string            `json:"action"`
+		Messages []json.RawMessage `json:"messages"`
+		Seq      int64             `json:"seq"`
+		Read     int64             `json:"read"`
+		Gap      bool              `json:"gap"`
+	}{user, action, msgs, p.Latest, p.Read, p.Gap}
+}
+
+func (a *api) eraseMailbox(_ http.ResponseWriter, req *http.Request) (int, any) {
+	n, err := a.r.EraseMailbox(req.Context(), req.PathValue("user_id"), req.URL.Query().Get("action"))
+	if err != nil {
+		return a.fail(err)
+	}
+	return http.StatusOK, struct {
+		Deleted int `json:"deleted"`
+	}{n}
 }

@@ -4,10 +4,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"strconv"
 )
 
 // ErrBrokerUnavailable: a message could not be routed to other nodes.
 var ErrBrokerUnavailable = errors.New("routing: broker unavailable")
+
+// ErrNotSent: the broker did not send the envelope at all (it knew Redis
+// to be unreachable, or its queue stayed full), so it reached nobody.
+// Errors wrapping it wrap ErrBrokerUnavailable too.
+var ErrNotSent = errors.New("routing: not sent")
 
 // Envelope kinds.
 const (
@@ -26,80 +32,123 @@ type Envelope struct {
 	Action  string // target action ("" with Conn set: one connection)
 	User    string // target user in Action; "" = the whole action
 	Conn    string // target connection (KindDisconnect only)
+	Node    string // target node (KindDisconnect of one connection, KindProbe)
+	Seq     int64  // the message's number in its recipient's mailbox (0: none)
 	Payload []byte // the frame to write to each recipient
-
-	// SelfCounted: the store's count of the target includes the sending
-	// connection, which is never a recipient.
-	SelfCounted bool
 }
 
-// Topic names what a node subscribes to: an action, a user (in any action),
-// or a node's control channel.
+// Topic is what a node subscribes to, to receive envelopes: the
+// connections of a user in an action, those of an action, or the node's
+// own channel. Envelope.Topic says where an envelope goes.
 type Topic struct {
-	Kind byte // TopicAction, TopicUser or TopicNode
-	Name string
+	Action string
+	User   string // with Action: that user's connections in it
+	Node   string // alone: the node's own channel
 }
 
-// Topic kinds.
-const (
-	TopicAction byte = 'a'
-	TopicUser   byte = 'u'
-	TopicNode   byte = 'n'
-)
-
-// Topic returns where e must be published.
+// Topic returns the topic e is published on.
 func (e *Envelope) Topic() Topic {
-	switch {
-	case e.Kind == KindDisconnect && e.Conn != "":
-		return Topic{TopicNode, e.Origin}
-	case e.User != "":
-		return Topic{TopicUser, e.User}
-	default:
-		return Topic{TopicAction, e.Action}
+	if e.Node != "" {
+		return Topic{Node: e.Node}
 	}
+	return Topic{Action: e.Action, User: e.User}
+}
+
+// Delivery is what a publish achieved on the other nodes.
+type Delivery struct {
+	// Reached counts the target's connections on other nodes that took the
+	// envelope.
+	Reached int
+	// Missed counts the target's connections on other nodes that the store
+	// still lists but that could not take it (a node that died and is not
+	// yet reaped, or whose subscription was lost).
+	Missed int
+}
+
+// DirectMessage is a direct message for DirectPublisher.PublishDirect.
+type DirectMessage struct {
+	// Envelope targets the recipient (Action, User) and has no Payload:
+	// the publisher builds it from Head (and the seq it assigns).
+	Envelope *Envelope
+	Sender   string // the sender's user id ("" for the server API)
+	ID       string // the sender's canonical id for the message ("" = none)
+	// Head is the frame without its final '}' followed by `,"seq":` with a
+	// mailbox, the whole frame without one.
+	Head []byte
+	// ToSelf: the sending connection is one of the recipient's.
+	ToSelf bool
+}
+
+// DirectDelivery is what a direct message achieved.
+type DirectDelivery struct {
+	Delivery       // connections that took it, every node included
+	Seq      int64 // its number in the recipient's mailbox (0: no mailbox)
+	Dup      bool  // a resend within the dedup window: not delivered again
+	Blocked  bool  // the recipient blocks the sender: dropped
+}
+
+// DirectPublisher is a Broker that routes a direct message whole, in one
+// round trip: the recipient's blocks, its mailbox (dedup, keep, number)
+// and delivery to every node holding the recipient's connections, the
+// sending node included (through its own subscription, so that every
+// connection gets a mailbox's messages in seq order).
+type DirectPublisher interface {
+	PublishDirect(ctx context.Context, m *DirectMessage) (DirectDelivery, error)
 }
 
 // Broker carries envelopes between nodes. Implementations are safe for
 // concurrent use.
+//
+// Publish returns once the envelope has been handed to the nodes that
+// hold its target (or failed), so its caller holds the result: the
+// connection counts for an ack. Calls from one goroutine reach every node
+// in the order they were made.
 type Broker interface {
-	// Publish hands e to every other node subscribed to its topic, without
-	// blocking the caller on I/O and keeping the order of calls. done is
-	// called exactly once, possibly on another goroutine, with the number of
-	// connections cluster-wide that the target holds (local included, as
-	// counted by local for this node), or an error wrapping
-	// ErrBrokerUnavailable.
-	Publish(e *Envelope, local int, done func(delivered int, err error))
+	// Publish hands e to every other node holding connections of its
+	// topic. The error wraps ErrBrokerUnavailable when the envelope may not
+	// have reached them (and session.ErrBindingsLost when the store lost
+	// this node's bindings).
+	Publish(ctx context.Context, e *Envelope) (Delivery, error)
 	// Subscribe adds a reference to t and returns once envelopes for t
 	// reach this node, or with an error wrapping ErrBrokerUnavailable when
 	// ctx ends first (the reference is then dropped). Unsubscribe drops a
 	// reference without blocking.
 	Subscribe(ctx context.Context, t Topic) error
 	Unsubscribe(t Topic)
-	// Run delivers envelopes from other nodes to deliver (one at a time, in
-	// order; deliver returns how many local connections it reached) until
-	// ctx ends. resubscribed is called each time the broker has
-	// (re)established its subscriptions after a loss of connection, so that
-	// the node rewrites its bindings.
-	Run(ctx context.Context, deliver func(*Envelope) int, resubscribed func()) error
+	// Run delivers envelopes from other nodes to deliver (one at a time per
+	// topic, in order; deliver returns how many local connections it
+	// reached) until ctx ends.
+	Run(ctx context.Context, deliver func(*Envelope) int) error
 	// Healthy reports whether envelopes can currently be routed.
 	Healthy() bool
 }
 
 // MarshalBinary encodes e for the wire between nodes.
 func (e *Envelope) MarshalBinary() ([]byte, error) {
-	n := 1 + 1 + 5*binary.MaxVarintLen32 + len(e.Origin) + len(e.Exclude) + len(e.Action) + len(e.User) + len(e.Conn) + len(e.Payload)
-	b := make([]byte, 0, n)
-	b = append(b, e.Kind)
-	if e.SelfCounted {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
+	b := e.AppendHeader(make([]byte, 0, e.headerSize()+21+len(e.Payload)))
+	var seq []byte
+	if e.Seq > 0 {
+		seq = strconv.AppendInt(make([]byte, 0, 20), e.Seq, 10)
 	}
-	for _, s := range [...]string{e.Origin, e.Exclude, e.Action, e.User, e.Conn} {
+	b = append(b, byte(len(seq)))
+	b = append(b, seq...)
+	return append(b, e.Payload...), nil
+}
+
+func (e *Envelope) headerSize() int {
+	return 1 + 6*binary.MaxVarintLen32 + len(e.Origin) + len(e.Exclude) + len(e.Action) + len(e.User) + len(e.Conn) + len(e.Node)
+}
+
+// AppendHeader appends e's wire form up to its seq field, which a Redis
+// script completes with the seq field (a length byte and the decimal
+// number, or a zero byte) and the payload.
+func (e *Envelope) AppendHeader(b []byte) []byte {
+	b = append(b, e.Kind)
+	for _, s := range [...]string{e.Origin, e.Exclude, e.Action, e.User, e.Conn, e.Node} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	return append(b, e.Payload...), nil
+	return b
 }
 
 var errBadEnvelope = errors.New("routing: malformed envelope")
@@ -107,12 +156,12 @@ var errBadEnvelope = errors.New("routing: malformed envelope")
 // UnmarshalBinary decodes an envelope encoded by MarshalBinary. Payload
 // aliases b.
 func (e *Envelope) UnmarshalBinary(b []byte) error {
-	if len(b) < 2 {
+	if len(b) < 1 {
 		return errBadEnvelope
 	}
-	e.Kind, e.SelfCounted = b[0], b[1] == 1
-	b = b[2:]
-	for _, p := range [...]*string{&e.Origin, &e.Exclude, &e.Action, &e.User, &e.Conn} {
+	e.Kind = b[0]
+	b = b[1:]
+	for _, p := range [...]*string{&e.Origin, &e.Exclude, &e.Action, &e.User, &e.Conn, &e.Node} {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n {
 			return errBadEnvelope
@@ -120,6 +169,17 @@ func (e *Envelope) UnmarshalBinary(b []byte) error {
 		*p = string(b[k : k+int(n)])
 		b = b[k+int(n):]
 	}
-	e.Payload = b
+	if len(b) < 1 || len(b)-1 < int(b[0]) {
+		return errBadEnvelope
+	}
+	e.Seq = 0
+	if n := int(b[0]); n > 0 {
+		seq, err := strconv.ParseInt(string(b[1:1+n]), 10, 64)
+		if err != nil || seq <= 0 {
+			return errBadEnvelope
+		}
+		e.Seq = seq
+	}
+	e.Payload = b[1+int(b[0]):]
 	return nil
 }

@@ -38,23 +38,18 @@ func (h *MemoryHub) Broker(node string) *MemoryBroker {
 	return b
 }
 
-// Publish implements Broker. Other nodes count what they delivered.
-func (b *MemoryBroker) Publish(e *Envelope, local int, done func(int, error)) {
-	if done == nil {
-		done = func(int, error) {}
-	}
+// Publish implements Broker: every other node of the hub is offered e and
+// counts what it delivered.
+func (b *MemoryBroker) Publish(_ context.Context, e *Envelope) (Delivery, error) {
+	var d Delivery
 	b.hub.mu.RLock()
-	others := len(b.hub.nodes) > 1
-	b.hub.mu.RUnlock()
-	if !others {
-		done(local, nil)
-		return
+	if len(b.hub.nodes) == 1 {
+		b.hub.mu.RUnlock()
+		return d, nil
 	}
-	n := local
-	b.hub.mu.RLock()
 	peers := make([]*MemoryBroker, 0, len(b.hub.nodes))
 	for name, p := range b.hub.nodes {
-		if name != b.node {
+		if name != b.node && (e.Node == "" || e.Node == name) {
 			peers = append(peers, p)
 		}
 	}
@@ -64,10 +59,10 @@ func (b *MemoryBroker) Publish(e *Envelope, local int, done func(int, error)) {
 		deliver := p.deliver
 		p.mu.Unlock()
 		if deliver != nil {
-			n += deliver(e) // a node without the recipients delivers nothing
+			d.Reached += deliver(e) // a node without the recipients delivers nothing
 		}
 	}
-	done(n, nil)
+	return d, nil
 }
 
 // Subscribe implements Broker. Every node of the hub is offered every
@@ -79,7 +74,7 @@ func (b *MemoryBroker) Subscribe(context.Context, Topic) error { return nil }
 func (b *MemoryBroker) Unsubscribe(Topic) {}
 
 // Run implements Broker.
-func (b *MemoryBroker) Run(ctx context.Context, deliver func(*Envelope) int, _ func()) error {
+func (b *MemoryBroker) Run(ctx context.Context, deliver func(*Envelope) int) error {
 	b.mu.Lock()
 	b.deliver = deliver
 	b.mu.Unlock()

@@ -55,20 +55,7 @@ func (q *Request) Deliver(ctx context.Context) (int, error) {
 			return 0, &Error{Code: CodeInvalidTo, Message: errorMessages[CodeInvalidTo]}
 		}
 	}
-	res := make(chan routed, 1)
-	q.r.route(q.Conn, to, stamp(q.Conn.stampPrefix(), q.Message, true, time.Now().UnixMilli()),
-		func(n int, err error) { res <- routed{n, err} })
-	select {
-	case x := <-res:
-		return x.n, x.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
-type routed struct {
-	n   int
-	err error
+	return q.r.route(q.Conn, to, stamp(q.Conn.stampPrefix(), q.Message, true, time.Now().UnixMilli()))
 }
 
 // Error is a refusal a HandlerFunc returns: the client gets an `error`
@@ -81,12 +68,13 @@ type Error struct {
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // builtin are the client types the server handles itself.
-var builtin = map[string]bool{"online": true, "presence": true, "ping": true, "refresh": true, "message": true}
+var builtin = map[string]bool{"online": true, "presence": true, "ping": true, "refresh": true, "message": true,
+	"block": true, "unblock": true, "blocks": true}
 
 // Handle registers h for messages whose type is typ (for example "typing").
 // Reserved and built-in types cannot be overridden. Call it before serving.
 func (r *Router) Handle(typ string, h HandlerFunc) error {
-	if typ == "" || reserved[typ] || builtin[typ] {
+	if typ == "" || reserved[typ] || builtin[typ] || (typ == "read" && r.mbox != nil) {
 		return fmt.Errorf("routing: type %q is reserved", typ)
 	}
 	r.mu.Lock()
@@ -138,7 +126,14 @@ func (r *Router) handle(c *Conn, b []byte) {
 	case "refresh":
 		r.refresh(c, b, id)
 		return
+	case "block", "unblock", "blocks":
+		r.blockRequest(c, typ, b, id)
+		return
 	default:
+		if typ == "read" && r.mbox != nil {
+			r.readMsg(c, b, id)
+			return
+		}
 		if reserved[typ] {
 			r.sendError(c, CodeReservedType, id, nil)
 			return
@@ -175,54 +170,59 @@ func (r *Router) message(c *Conn, b []byte, f fields, id []byte) {
 		to = t
 	}
 	out := stamp(c.stampPrefix(), b, f.typ != nil, time.Now().UnixMilli())
-	var done func(int, error)
-	if id != nil || to != "" {
-		rawTo := f.to
-		start := time.Now()
-		done = func(n int, err error) {
-			r.metrics.routeLatency.Observe(time.Since(start).Seconds())
-			switch {
-			case err != nil:
-				r.metrics.publishFailed.Inc()
-				r.sendError(c, CodeUnavailable, id, nil)
-			case to != "" && n == 0 && to != c.user:
-				r.sendError(c, CodeUserOffline, id, rawTo)
-			case id != nil:
-				c.write(ackFrame(id, n))
+	start := time.Now()
+	if to != "" {
+		res := r.directFrom(c, to, out, id)
+		r.metrics.routeLatency.Observe(time.Since(start).Seconds())
+		switch {
+		case res.dup:
+			r.metrics.mailDuplicates.Inc()
+			if id != nil {
+				c.write(ackSeqFrame(id, 0, res.seq))
 			}
+		case res.err != nil:
+			r.sendError(c, CodeUnavailable, id, nil)
+		case r.mbox == nil && res.delivered == 0 && to != c.user:
+			r.sendError(c, CodeUserOffline, id, f.to)
+		case id != nil && res.seq > 0:
+			c.write(ackSeqFrame(id, res.delivered, res.seq))
+		case id != nil:
+			c.write(ackFrame(id, res.delivered))
 		}
+		return
 	}
-	r.route(c, to, out, done)
+	if r.mbox != nil {
+		out = dropSeq(out) // only kept direct messages carry a seq
+	}
+	n, err := r.route(c, "", out)
+	r.metrics.routeLatency.Observe(time.Since(start).Seconds())
+	switch {
+	case err != nil:
+		r.sendError(c, CodeUnavailable, id, nil)
+	case id != nil:
+		c.write(ackFrame(id, n))
+	}
 }
 
 // route delivers a stamped message from c to the action, or to user `to` in
-// it: locally at once, and to the other nodes through the broker.
-func (r *Router) route(c *Conn, to string, out []byte, done func(int, error)) {
-	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to, Payload: out,
-		SelfCounted: to == "" || to == c.user}
+// it: locally at once, then to the other nodes through the broker. It
+// returns the number of connections that were handed the message,
+// cluster-wide, or an error wrapping ErrBrokerUnavailable when some of its
+// recipients could not be reached.
+func (r *Router) route(c *Conn, to string, out []byte) (int, error) {
+	e := &Envelope{Kind: KindMessage, Origin: r.node, Exclude: c.id, Action: c.action, User: to, Payload: out}
+	if to != "" {
+		res := r.directFrom(c, to, out, nil)
+		return res.delivered, res.err
+	}
 	local := r.deliverLocal(e)
 	kind := deliveryBroadcast
 	if to != "" {
 		kind = deliveryDirect
 	}
 	r.metrics.delivered[kind].Add(float64(local))
-	if done == nil {
-		done = c.publishFailed // made once per connection: no allocation per message
-	}
-	if to != "" && to != c.user && r.cfg.Events != nil { // Events hook: a direct message that reached nobody
-		inner := done
-		done = func(n int, err error) { r.undelivered(out, to, c.action, c.user, n, err); inner(n, err) }
-	}
-	r.broker.Publish(e, local, done)
-}
-
-// reportPublishFailure is the done func of messages that want neither an ack nor
-// user_offline: it only reports a routing failure.
-func (c *Conn) reportPublishFailure(_ int, err error) {
-	if err != nil {
-		c.r.metrics.publishFailed.Inc()
-		c.r.sendError(c, CodeUnavailable, nil, nil)
-	}
+	remote, err := r.publish(context.Background(), e) //nolint:contextcheck // melody gives no request context; the broker bounds the wait
+	return local + remote, err
 }
 
 // presence answers with the distinct users of c's action, cluster-wide.
@@ -287,10 +287,75 @@ func (r *Router) custom(c *Conn, h HandlerFunc, typ string, b []byte, f fields, 
 		c.write(errorFrame(e.Code, e.Message, id, nil))
 		return
 	case errors.Is(err, ErrBrokerUnavailable): // from Deliver: as for a message
-		r.metrics.publishFailed.Inc()
 		r.sendError(c, CodeUnavailable, id, nil)
 		return
 	}
 	r.log.Error("custom handler failed", "type", typ, "err", err)
 	r.sendError(c, CodeInternal, id, nil)
+}
+
+// echoTimeout bounds how long a sender waits for its direct message to
+// come back through this node's subscription.
+const echoTimeout = 2 * time.Second
+
+// expectEcho returns the channel on which c hears that its direct message
+// e reached this node's recipients, or nil when there are none here (or c
+// is nil).
+func (r *Router) expectEcho(c *Conn, e *Envelope) chan struct{} {
+	if c == nil {
+		return nil
+	}
+	r.mu.RLock()
+	here := false
+	for _, rc := range r.users[e.User] {
+		if rc.action == e.Action && rc != c {
+			here = true
+			break
+		}
+	}
+	r.mu.RUnlock()
+	if !here {
+		return nil
+	}
+	c.mu.Lock()
+	if c.echo == nil {
+		c.echo = make(chan struct{}, 1)
+	}
+	echo := c.echo
+	c.mu.Unlock()
+	select {
+	case <-echo: // a late echo of an earlier message
+	default:
+	}
+	return echo
+}
+
+// awaitEcho waits for the echo, at most echoTimeout.
+func (r *Router) awaitEcho(echo chan struct{}) {
+	t := time.NewTimer(echoTimeout)
+	defer t.Stop()
+	select {
+	case <-echo:
+	case <-t.C:
+	}
+}
+
+// echoed tells the connection connID that this node's subscription
+// delivered its direct message.
+func (r *Router) echoed(connID string) {
+	r.mu.RLock()
+	c := r.conns[connID]
+	r.mu.RUnlock()
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	echo := c.echo
+	c.mu.Unlock()
+	if echo != nil {
+		select {
+		case echo <- struct{}{}:
+		default:
+		}
+	}
 }

@@ -20,14 +20,11 @@ type failingBroker struct {
 	fail atomic.Bool
 }
 
-func (b *failingBroker) Publish(e *Envelope, local int, done func(int, error)) {
+func (b *failingBroker) Publish(ctx context.Context, e *Envelope) (Delivery, error) {
 	if b.fail.Load() {
-		if done != nil {
-			done(local, fmt.Errorf("%w: test", ErrBrokerUnavailable))
-		}
-		return
+		return Delivery{}, fmt.Errorf("%w: test", ErrBrokerUnavailable)
 	}
-	b.MemoryBroker.Publish(e, local, done)
+	return b.MemoryBroker.Publish(ctx, e)
 }
 
 // TestUnavailableWhenRoutingFails: a message that cannot reach the other

@@ -39,16 +39,19 @@ type Conn struct {
 	// melody's writer at once; more wait in backlog (allocated only while
 	// needed) until the writer reports them sent. A backlog over
 	// Config.OutboundBufferBytes makes the connection a slow consumer.
-	inflight      atomic.Int32 // frames handed to melody, not yet written
-	backlogN      atomic.Int32 // len(backlog), for the lock-free fast path
-	evicted       atomic.Bool  // evict has begun
-	authed        bool         // the user id comes from a token; set before stateOnline
-	outMu         sync.Mutex   // guards backlog, backlogBytes, closeMsg
-	backlog       [][]byte     // nil entry: the close frame closeMsg
-	backlogBytes  int
-	closeMsg      []byte
-	limiter       *rate.Limiter    // created by the first message after online
-	publishFailed func(int, error) // c.reportPublishFailure, bound once
+	inflight     atomic.Int32 // frames handed to melody, not yet written
+	backlogN     atomic.Int32 // len(backlog), for the lock-free fast path
+	evicted      atomic.Bool  // evict has begun
+	authed       bool         // the user id comes from a token; set before stateOnline
+	outMu        sync.Mutex   // guards backlog, backlogBytes, closeMsg
+	backlog      [][]byte     // nil entry: the close frame closeMsg
+	backlogBytes int
+	closeMsg     []byte
+	limiter      *rate.Limiter // created by the first message after online
+	// echo receives when this node's subscription has delivered a direct
+	// message this connection sent to a user with connections here (see
+	// Router.awaitEcho); made by the first such message.
+	echo chan struct{}
 
 	// Set before the state becomes stateOnline. (The fields are ordered
 	// to keep Conn within Go's 288-byte size class.)
@@ -146,6 +149,7 @@ func (c *Conn) take() bool {
 // moves waiting frames into the queue.
 func (c *Conn) sent() {
 	c.inflight.Add(-1)
+	c.kickCatchup()
 	if c.backlogN.Load() == 0 {
 		return
 	}
@@ -318,9 +322,13 @@ func (r *Router) deliverLocal(e *Envelope) int {
 	defer r.mu.RUnlock()
 	n := 0
 	if e.User != "" {
+		var seq int64 // a kept direct message's number (mailbox.go)
+		if r.mbox != nil && e.Kind == KindMessage {
+			seq = mailSeq(e.Payload)
+		}
 		for _, c := range r.users[e.User] {
 			if c.action == e.Action && c.id != e.Exclude {
-				c.write(e.Payload)
+				c.writeMail(e.Payload, seq)
 				n++
 			}
 		}
@@ -333,6 +341,20 @@ func (r *Router) deliverLocal(e *Envelope) int {
 		}
 	}
 	return n
+}
+
+// disconnectLocal closes the local connections that a disconnect envelope
+// targets and returns how many.
+func (r *Router) disconnectLocal(e *Envelope) int {
+	conns := r.localConns(e)
+	for _, c := range conns {
+		if e.Kind == KindBan {
+			r.ban(c, string(e.Payload))
+		} else {
+			r.disconnect(c, string(e.Payload))
+		}
+	}
+	return len(conns)
 }
 
 // localConns returns the local online connections matching the target of a

@@ -35,8 +35,15 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(w, req)
 		return
 	}
+	if !websocket.IsWebSocketUpgrade(req) {
+		notWebSocket(w)
+		return
+	}
+	if !r.checkOrigin(req) {
+		r.refuseOrigin(w, req)
+		return
+	}
 	c := &Conn{r: r, id: newConnID(), presetAction: preset}
-	c.publishFailed = c.reportPublishFailure
 	if tok := auth.TokenFromRequest(req); tok != "" && r.verify.Enabled() {
 		claims, err := r.verify.Verify(req.Context(), tok)
 		if err != nil {
@@ -149,12 +156,15 @@ func (r *Router) onDisconnect(s *melody.Session) {
 	reason := c.reason
 	c.mu.Unlock()
 	r.metrics.disconnects.WithLabelValues(reasonLabel(reason)).Inc()
+	if v, ok := r.catchups.Load(c); ok {
+		v.(*catchup).close() //nolint:forcetypeassert // only *catchup is stored
+	}
 	if prev != stateOnline {
 		return
 	}
 	r.unindex(c)
-	r.broker.Unsubscribe(Topic{TopicAction, c.action})
-	r.broker.Unsubscribe(Topic{TopicUser, c.user})
+	r.broker.Unsubscribe(Topic{Action: c.action})
+	r.broker.Unsubscribe(Topic{Action: c.action, User: c.user})
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // the connection is gone; its cleanup outlives the request
 	defer cancel()
 	removed, err := r.store.Unbind(ctx, c.id)
@@ -162,9 +172,7 @@ func (r *Router) onDisconnect(s *melody.Session) {
 	case errors.Is(err, session.ErrNotFound):
 	case err != nil:
 		r.metrics.storeErrors.Inc()
-		r.pendingMu.Lock()
-		r.pending = append(r.pending, c.id)
-		r.pendingMu.Unlock()
+		r.addPending(c.id)
 	case removed.Last:
 		r.userOffline(c.user, c.action) // Events hook
 		r.sendPresenceEvent(ctx, "leave", c.user, c.action, "")
@@ -177,7 +185,7 @@ func reasonLabel(reason string) string {
 	switch reason {
 	case "":
 		return "client"
-	case "slow_consumer", "timeout", "api", "message_too_big", "invalid_utf8":
+	case "slow_consumer", "timeout", "api", "message_too_big", "invalid_utf8", CodeTooManyConnections, CodeBanned:
 		return reason
 	case "server shutting down":
 		return "shutdown"
@@ -241,7 +249,7 @@ func (r *Router) sendError(c *Conn, code string, id, to []byte) {
 
 // onlineMsg holds the raw values of the first message's members.
 type onlineMsg struct {
-	Action, UserID, From, Token []byte
+	Action, UserID, From, Token, Since []byte
 }
 
 // readOnline picks the members of online out of b, which passed
@@ -259,6 +267,8 @@ func readOnline(b []byte) onlineMsg {
 			m.From = val
 		case keyIs(key, "token"):
 			m.Token = val
+		case keyIs(key, "since"):
+			m.Since = val
 		}
 	}
 	return m
@@ -278,13 +288,23 @@ func (r *Router) online(c *Conn, b []byte) {
 		c.closeWithError(CodeNotOnline, policy)
 		return
 	}
+	if !r.running.Load() {
+		r.refuseNotRunning(c)
+		return
+	}
 	msg := readOnline(b)
 
 	action := c.presetAction
 	if !absent(msg.Action) {
 		a, ok := stringValue(msg.Action)
-		if !ok || !ValidAction(a) || (action != "" && a != action) {
+		if !ok || !ValidAction(a) {
 			c.closeWithError(CodeInvalidAction, policy)
+			return
+		}
+		if action != "" && a != action {
+			c.r.metrics.errorSent(CodeInvalidAction)
+			c.close(policy, CodeInvalidAction, errorFrame(CodeInvalidAction,
+				"online names another action than the URL path /ws/"+action+"; omit action or connect to /ws/"+a, nil, nil))
 			return
 		}
 		action = a
@@ -348,6 +368,14 @@ func (r *Router) online(c *Conn, b []byte) {
 		user = c.id
 	}
 
+	if r.mbox != nil && !absent(msg.Since) {
+		if _, ok := seqValue(msg.Since); !ok {
+			r.metrics.errorSent(CodeInvalidJSON)
+			c.close(policy, CodeInvalidJSON, errorFrame(CodeInvalidJSON, "since must be a non-negative integer", nil, nil))
+			return
+		}
+	}
+
 	if !c.state.CompareAndSwap(stateNew, stateBinding) {
 		return // timed out meanwhile
 	}
@@ -355,26 +383,43 @@ func (r *Router) online(c *Conn, b []byte) {
 	c.user, c.action = user, action
 	c.connectedAt = time.Now()
 
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
+	timeout := r.cfg.StoreTimeout
+	if !r.storeOK.Load() {
+		// The heartbeat found the store unreachable: answer unavailable
+		// soon rather than after the whole timeout; a store that is back
+		// binds well within it.
+		timeout = min(timeout, outageStoreTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout) //nolint:contextcheck // melody gives no request context
 	defer cancel()
 	// Subscribe before binding, so that nothing sent to the new binding
 	// from another node is missed.
-	first, err := false, r.broker.Subscribe(ctx, Topic{TopicAction, action})
+	actionTopic, userTopic := Topic{Action: action}, Topic{Action: action, User: user}
+	first, err := false, r.broker.Subscribe(ctx, actionTopic)
 	if err == nil {
-		if err = r.broker.Subscribe(ctx, Topic{TopicUser, user}); err != nil {
-			r.broker.Unsubscribe(Topic{TopicAction, action})
+		if err = r.broker.Subscribe(ctx, userTopic); err != nil {
+			r.broker.Unsubscribe(actionTopic)
 		}
 	}
 	if err == nil {
 		if first, err = r.store.Bind(ctx, c.binding()); err != nil {
-			r.broker.Unsubscribe(Topic{TopicAction, action})
-			r.broker.Unsubscribe(Topic{TopicUser, user})
+			r.broker.Unsubscribe(actionTopic)
+			r.broker.Unsubscribe(userTopic)
 		}
 	}
 	if err != nil {
-		r.metrics.storeErrors.Inc()
 		c.state.Store(stateClosed)
-		c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+		switch {
+		case errors.Is(err, session.ErrTooManyConnections):
+			c.setReason(CodeTooManyConnections)
+			c.closeWithError(CodeTooManyConnections, policy)
+		case errors.Is(err, session.ErrBanned):
+			c.setReason(CodeBanned)
+			c.closeWithError(CodeBanned, policy)
+		default:
+			r.metrics.storeErrors.Inc()
+			c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+		}
 		return
 	}
 
@@ -382,9 +427,32 @@ func (r *Router) online(c *Conn, b []byte) {
 	ready = appendJSONString(ready, user)
 	ready = append(ready, `,"action":`...)
 	ready = appendJSONString(ready, action)
+	var cu *catchup
+	var from int64
+	if r.mbox != nil {
+		// Where the catch-up starts is read before indexing (ready says
+		// it); the replay reads again once c is indexed (mailbox.go).
+		var tail []byte
+		if tail, cu, from, err = r.onlineMailbox(ctx, c, msg.Since); err != nil {
+			r.metrics.storeErrors.Inc()
+			r.broker.Unsubscribe(actionTopic)
+			r.broker.Unsubscribe(userTopic)
+			if _, uerr := r.store.Unbind(ctx, c.id); uerr != nil && !errors.Is(uerr, session.ErrNotFound) {
+				r.addPending(c.id)
+			}
+			c.state.Store(stateClosed)
+			c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+			return
+		}
+		ready = append(ready, tail...)
+	}
 	ready = append(ready, '}')
 	r.index(c, ready)
 	c.state.Store(stateOnline)
+	if cu != nil {
+		r.wg.Add(1) // the connection's own count is held: Wait cannot have returned
+		go r.replay(c, cu, from)
+	}
 	if c.closing.Load() {
 		return // closed meanwhile (shutdown): onDisconnect unbinds
 	}

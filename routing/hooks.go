@@ -1,6 +1,10 @@
 package routing
 
-import "github.com/switchboard/switchboard/session"
+import (
+	"strconv"
+
+	"github.com/switchboard/switchboard/session"
+)
 
 // Events receives the moments the application's backend may want to hear
 // about (webhook.Sender implements it). The Router calls it on its message
@@ -47,10 +51,21 @@ func (r *Router) usersOffline(removed []session.Removed) {
 	}
 }
 
-// undelivered reports a direct message that reached no connection. A
-// message to oneself is not reported: its user is online.
-func (r *Router) undelivered(msg []byte, to, action, from string, n int, err error) {
-	if r.cfg.Events != nil && err == nil && n == 0 && to != "" && to != from {
-		r.cfg.Events.Undelivered(msg, to, action)
+// directUndelivered reports a direct message that reached no connection:
+// not a duplicate, not blocked, not to oneself, and not when the other
+// nodes could not be reached (it is not known whether it did). The message
+// is reported as it would have been delivered, with its seq when kept.
+func (r *Router) directUndelivered(c *Conn, d direct, res directResult) {
+	if r.cfg.Events == nil || res.delivered > 0 || res.err != nil || res.dup || res.blocked {
+		return
 	}
+	if c != nil && d.e.User == c.user {
+		return // to oneself: the user is online
+	}
+	frame := d.head // the whole frame without the mailbox
+	if r.mbox != nil {
+		frame = append(d.head[:len(d.head):len(d.head)], strconv.AppendInt(nil, res.seq, 10)...)
+		frame = append(frame, '}')
+	}
+	r.cfg.Events.Undelivered(frame, d.e.User, d.e.Action)
 }

@@ -3,6 +3,7 @@ package routing
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,11 @@ import (
 // WebSocket server those 8 KiB are garbage on every connect, and the heap they
 // inflate stays resident: about 1 KB of an idle connection's ~16 KB. Here
 // the handshake is read with a 1 KiB buffer that is dropped at once.
+//
+// ln may be a TLS listener (crypto/tls.NewListener): the TLS handshake then
+// runs on the connection's own goroutine, not the accept loop. (Under TLS
+// the saving is lost in crypto/tls's own per-connection state: an idle wss
+// connection measured ~30 KB either way.)
 //
 // Requests served this way get `Connection: close` on any non-101 answer.
 // A WebSocket handshake on a kept-alive connection that began with another
@@ -174,6 +180,10 @@ func (l *upgradeListener) serveHandshake(c net.Conn, br *bufio.Reader, lr *io.Li
 		return
 	}
 	req.RemoteAddr = c.RemoteAddr().String()
+	if tc, ok := c.(*tls.Conn); ok { // a TLS listener below this one
+		st := tc.ConnectionState()
+		req.TLS = &st
+	}
 	w := &handshakeResponse{c: c, br: br}
 	l.r.ServeHTTP(w, req)
 	w.finish()

@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// Error codes sent to clients (SPEC section 4).
+// Error codes sent to clients (docs/protocol.md, "Errors").
 const (
 	CodeMissingAction     = "missing_action"
 	CodeInvalidAction     = "invalid_action"
@@ -28,6 +28,9 @@ const (
 	CodeRateLimited       = "rate_limited"
 	CodeUnavailable       = "unavailable"
 	CodeInternal          = "internal"
+	// SPEC section 12.
+	CodeTooManyConnections = "too_many_connections"
+	CodeBanned             = "banned"
 )
 
 // Limits of the wire protocol.
@@ -373,22 +376,24 @@ func eventFrame(typ, userID, action string) []byte {
 
 // errorMessages are the human-readable texts of each code.
 var errorMessages = map[string]string{
-	CodeMissingAction:     "online needs an action",
-	CodeInvalidAction:     "action must be 1-64 characters of A-Z a-z 0-9 _ . : -",
-	CodeInvalidUser:       "user_id must be 1-256 bytes of UTF-8 without control characters",
-	CodeNotOnline:         "the first message must be online",
-	CodeOnlineTimeout:     "no online message in time",
-	CodeAlreadyOnline:     "this connection is already online",
-	CodeUnauthorized:      "missing or invalid token",
-	CodeUserMismatch:      "user_id differs from the token's user",
-	CodeTokenExpired:      "the token has expired",
-	CodeInvalidJSON:       "a message must be one JSON object",
-	CodeBinaryUnsupported: "binary frames are not supported; send JSON text",
-	CodeInvalidTo:         "to must be a user id string",
-	CodeInvalidID:         "id must be a string of at most 64 characters or an integer within ±2^53",
-	CodeUserOffline:       "the user has no connection in this action",
-	CodeReservedType:      "this type is reserved for the server",
-	CodeRateLimited:       "too many messages; slow down",
-	CodeUnavailable:       "the shared store cannot be reached; retry",
-	CodeInternal:          "internal error",
+	CodeMissingAction:      "online needs an action",
+	CodeInvalidAction:      "action must be 1-64 characters of A-Z a-z 0-9 _ . : -",
+	CodeInvalidUser:        "user_id must be 1-256 bytes of UTF-8 without control characters",
+	CodeNotOnline:          "the first message must be online",
+	CodeOnlineTimeout:      "no online message in time",
+	CodeAlreadyOnline:      "this connection is already online",
+	CodeUnauthorized:       "missing or invalid token",
+	CodeUserMismatch:       "user_id differs from the token's user",
+	CodeTokenExpired:       "the token has expired",
+	CodeInvalidJSON:        "a message must be one JSON object",
+	CodeBinaryUnsupported:  "binary frames are not supported; send JSON text",
+	CodeInvalidTo:          "to must be a user id string",
+	CodeInvalidID:          "id must be a string of at most 64 characters or an integer within ±2^53",
+	CodeUserOffline:        "the user has no connection in this action",
+	CodeReservedType:       "this type is reserved for the server",
+	CodeRateLimited:        "too many messages; slow down",
+	CodeUnavailable:        "the shared store cannot be reached; retry",
+	CodeInternal:           "internal error",
+	CodeTooManyConnections: "the user has as many connections as the server allows",
+	CodeBanned:             "the user is banned",
 }

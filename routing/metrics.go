@@ -21,7 +21,15 @@ type metrics struct {
 	brokerUp      prometheus.Gauge
 	routeLatency  prometheus.Histogram
 	publishFailed prometheus.Counter
-	apiRequests   *prometheus.CounterVec // by call and HTTP status
+	// pendingUnbinds counts bindings whose removal failed and is retried.
+	pendingUnbinds prometheus.Gauge
+	apiRequests    *prometheus.CounterVec // by call and HTTP status
+
+	// The mailbox's (registered only when it is on).
+	mailKept       prometheus.Counter
+	mailDuplicates prometheus.Counter
+	catchups       prometheus.Counter
+	catchupSize    prometheus.Histogram
 }
 
 // Delivery kinds for switchboard_messages_delivered_total.
@@ -65,10 +73,27 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		publishFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_publish_failures_total", Help: "Messages that could not be routed to other nodes.",
 		}),
+		pendingUnbinds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_pending_unbinds", Help: "Bindings of closed connections whose removal from the store failed and is being retried.",
+		}),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_api_requests_total", Help: "Server API requests, by call and HTTP status.",
 		}, []string{"call", "status"}),
 	}
+	m.mailKept = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_kept_total", Help: "Direct messages kept in a mailbox by this node.",
+	})
+	m.mailDuplicates = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_duplicates_total", Help: "Direct messages not kept nor delivered again: their id was seen within DEDUP_WINDOW.",
+	})
+	m.catchups = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_catchups_total", Help: "Catch-ups served: connections that replayed their mailbox after online.",
+	})
+	m.catchupSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "switchboard_mailbox_catchup_messages",
+		Help:    "Messages replayed per catch-up.",
+		Buckets: []float64{0, 1, 10, 100, 1000, 10000},
+	})
 	delivered := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_messages_delivered_total", Help: "Messages handed to local connections, by kind.",
 	}, []string{"kind"})
@@ -85,17 +110,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.users, m.received, delivered, m.errors,
-			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.apiRequests)
+			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.pendingUnbinds, m.apiRequests)
 	}
 	return m
 }
 
-// disconnectReasons are the values of the reason label.
-var disconnectReasons = []string{
-	"client", "slow_consumer", "policy", "timeout", "shutdown", "api", "message_too_big", "invalid_utf8", "unavailable", "error",
+// registerMailbox registers the mailbox's metrics; dropped is read from
+// the mailbox itself.
+func (m *metrics) registerMailbox(reg prometheus.Registerer, mbox interface{ Dropped() uint64 }) {
+	if reg == nil {
+		return
+	}
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_dropped_total",
+		Help: "Kept direct messages removed for retention (MAILBOX_SIZE, MAILBOX_TTL, the memory limit) by this node.",
+	}, func() float64 { return float64(mbox.Dropped()) })
+	reg.MustRegister(m.mailKept, m.mailDuplicates, m.catchups, m.catchupSize, dropped)
 }
 
-// errorSent counts an error frame; codes outside the spec's set (from custom
+// disconnectReasons are the values of the reason label.
+var disconnectReasons = []string{
+	"client", "slow_consumer", "policy", "timeout", "shutdown", "api", "message_too_big", "invalid_utf8", "unavailable",
+	"too_many_connections", "banned",
+}
+
+// errorSent counts an error frame; codes outside the protocol's set (from custom
 // handlers) are counted as "custom".
 func (m *metrics) errorSent(code string) {
 	if c, ok := m.errorByCode[code]; ok {

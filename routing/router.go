@@ -8,9 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,7 +41,8 @@ type Config struct {
 	// is on (AUTH_REQUIRED=false). Default false: a token is required.
 	AuthOptional bool
 	// TokenLeeway is added to a token's exp before a live connection is
-	// closed with token_expired. Default 0.
+	// closed with token_expired. Default: the Verifier's Leeway; a negative
+	// value means none.
 	TokenLeeway time.Duration
 	// AllowedOrigins lists the Origins (scheme://host[:port], or "*") allowed
 	// to connect. Default: only the server's own host. Requests without an
@@ -79,12 +81,20 @@ type Config struct {
 	// StoreTimeout bounds each store operation done for a connection.
 	// Default 5s.
 	StoreTimeout time.Duration
+	// Mailbox keeps direct messages for recipients who are away (SPEC
+	// section 10): every direct message is appended to it and numbered
+	// with `seq`, and `online` may catch up with `since`. Default nil: the
+	// mailbox is off (MAILBOX=false): a direct message to a user with no
+	// connection gets user_offline, and nothing carries a seq.
+	Mailbox session.Mailbox
 	// Events receives user.online, user.offline and undelivered direct
 	// messages (webhooks). Default: none.
 	Events Events
 	// Registerer receives the Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
-	// Logger receives logs. Default: discard.
+	// Logger receives logs. Default: text to stderr at Warn level, so that
+	// a misconfigured embedding is not silent; pass a Logger with a discard
+	// handler to silence it.
 	Logger *slog.Logger
 }
 
@@ -129,8 +139,12 @@ func (c *Config) setDefaults() {
 		c.StoreTimeout = 5 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	if c.TokenLeeway == 0 && c.Verifier != nil {
+		c.TokenLeeway = c.Verifier.Leeway()
+	}
+	c.TokenLeeway = max(c.TokenLeeway, 0)
 }
 
 // Router serves WebSocket connections and routes their messages. It is safe
@@ -161,9 +175,26 @@ type Router struct {
 	large   map[string]time.Time // actions over PresenceEventsLimit users, until when
 
 	pendingMu sync.Mutex
-	pending   []string // connection ids whose Unbind failed; retried on recovery
+	pending   []string // connection ids whose Unbind failed; retried every heartbeat
 
-	wg       sync.WaitGroup // one per connection being served
+	lost   chan struct{} // a publish found the store without this node's bindings
+	beaten atomic.Bool   // the first heartbeat was written
+
+	// The mailbox (mailbox.go); mbox is nil when it is off.
+	mbox       session.Mailbox
+	seed       maphash.Seed
+	stripes    [mailStripes]sync.Mutex // order appends and deliveries per mailbox
+	catchups   sync.Map                // *Conn → *catchup, while it catches up
+	catchingUp atomic.Int32            // entries in catchups
+	blockSeqMu sync.Mutex
+	blockSeq   map[[3]string]int64 // see blockedResult
+
+	// Embedding guards (guards.go): Run was called; log rate limits.
+	running   atomic.Bool
+	runLog    logLimiter
+	originLog logLimiter
+
+	wg       sync.WaitGroup // one per connection being served, and per catch-up
 	closing  atomic.Bool
 	storeOK  atomic.Bool
 	stopOnce sync.Once
@@ -173,6 +204,9 @@ type Router struct {
 func New(cfg Config) (*Router, error) {
 	if cfg.Node == "" {
 		return nil, errors.New("routing: Config.Node is required")
+	}
+	if !ValidNodeID(cfg.Node) {
+		return nil, fmt.Errorf("routing: node id %q: want 1-128 characters of A-Z a-z 0-9 _ . : -", cfg.Node)
 	}
 	cfg.setDefaults()
 	r := &Router{
@@ -189,6 +223,9 @@ func New(cfg Config) (*Router, error) {
 		users:   make(map[string][]*Conn),
 		cmds:    make(map[string]HandlerFunc),
 		large:   make(map[string]time.Time),
+		lost:    make(chan struct{}, 1),
+		mbox:    cfg.Mailbox,
+		seed:    maphash.MakeSeed(),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
@@ -197,6 +234,9 @@ func New(cfg Config) (*Router, error) {
 		} else if o != "" {
 			r.origins[o] = true
 		}
+	}
+	if cfg.Mailbox != nil {
+		r.metrics.registerMailbox(cfg.Registerer, cfg.Mailbox)
 	}
 	r.queueLimit = int32(cfg.OutboundQueue)
 	r.storeOK.Store(true)
@@ -267,25 +307,20 @@ func (r *Router) Prepare(ctx context.Context) {
 }
 
 // Run runs the node's background work: delivery from other nodes, the
-// heartbeat, reaping dead nodes and rewriting bindings after the store lost
-// them. It returns when ctx ends.
+// heartbeat (which notices when the store lost this node's bindings and
+// rewrites them), retrying unbinds that failed, and reaping dead nodes. It
+// returns when ctx ends, once the broker has stopped.
 func (r *Router) Run(ctx context.Context) error {
+	r.running.Store(true) // online is refused before: see refuseNotRunning
 	go func() {
-		if err := r.broker.Subscribe(ctx, Topic{TopicNode, r.node}); err != nil {
+		if err := r.broker.Subscribe(ctx, Topic{Node: r.node}); err != nil {
 			r.log.Warn("subscribing to the node channel", "err", err)
 		}
 	}()
 	errc := make(chan error, 1)
-	// The broker re-established its subscriptions after losing its
-	// connection: the store may have restarted empty, so write bindings back.
-	resubscribed := func() {
-		rctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-		defer cancel()
-		r.restore(rctx)
-	}
-	go func() { errc <- r.broker.Run(ctx, r.deliverRemote, resubscribed) }()
+	go func() { errc <- r.broker.Run(ctx, r.deliverRemote) }()
 	r.heartbeat(ctx)
-	tick := time.NewTicker(r.cfg.HeartbeatTTL / 3)
+	tick := time.NewTicker(r.heartbeatEvery())
 	defer tick.Stop()
 	reapEvery := r.cfg.HeartbeatTTL / 2
 	nextReap := time.Now().Add(jitter(reapEvery))
@@ -293,8 +328,14 @@ func (r *Router) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return <-errc
+		case <-r.lost:
+			r.heartbeat(ctx)
 		case now := <-tick.C:
 			r.heartbeat(ctx)
+			r.retryPending(ctx)
+			if sw, ok := r.mbox.(interface{ Sweep() }); ok {
+				sw.Sweep() // an in-memory mailbox drops what expired
+			}
 			if now.After(nextReap) {
 				r.reap(ctx)
 				nextReap = now.Add(jitter(reapEvery))
@@ -303,12 +344,48 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 }
 
+// heartbeatEvery is how often the node refreshes its heartbeat: a third of
+// its lifetime, and at least every second, since the heartbeat is also how
+// the node notices that the store lost its bindings.
+func (r *Router) heartbeatEvery() time.Duration {
+	return min(r.cfg.HeartbeatTTL/3, time.Second)
+}
+
+// ValidNodeID reports whether id may name a node: 1-128 characters of
+// A-Z a-z 0-9 _ . : - (it ends Redis channel names, after a '#').
+func ValidNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d)
 }
 
-// heartbeat refreshes this node's heartbeat and rewrites the bindings when
-// the store comes back after failing.
+// bindingsLost is called when a publish found that the store lost this
+// node's bindings: the Run loop checks and rewrites them at once.
+func (r *Router) bindingsLost() {
+	r.storeOK.Store(false)
+	select {
+	case r.lost <- struct{}{}:
+	default:
+	}
+}
+
+// heartbeat refreshes this node's heartbeat. When the store answers again
+// after failing, or answers without this node's previous heartbeat (Redis
+// restarted empty, was flushed, or the heartbeat expired while this node
+// could not reach it, so others may have reaped its bindings), it rewrites
+// the node's bindings; until that is done the node is not ready and
+// messages get unavailable rather than a false user_offline.
 func (r *Router) heartbeat(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
 	defer cancel()
@@ -317,26 +394,33 @@ func (r *Router) heartbeat(ctx context.Context) {
 	} else {
 		r.metrics.brokerUp.Set(0)
 	}
-	err := r.store.Heartbeat(ctx, r.node, r.cfg.HeartbeatTTL)
+	alive, err := r.store.Heartbeat(ctx, r.node, r.cfg.HeartbeatTTL)
 	if err != nil {
 		if r.storeOK.Swap(false) {
 			r.log.Error("store unreachable", "err", err)
-			r.metrics.storeUp.Set(0)
 		}
+		r.metrics.storeUp.Set(0)
 		r.metrics.storeErrors.Inc()
 		return
 	}
-	if !r.storeOK.Swap(true) {
-		r.log.Info("store reachable again; rewriting bindings")
-		r.metrics.storeUp.Set(1)
-		r.restore(ctx)
+	first := !r.beaten.Swap(true)
+	if !alive && !first {
+		r.storeOK.Store(false)
+		r.log.Warn("the store lost this node's heartbeat (restarted, flushed or expired); rewriting bindings")
+	}
+	if !r.storeOK.Load() {
+		r.log.Info("store reachable; rewriting bindings")
+		if !r.restore(ctx) {
+			return
+		}
+		r.storeOK.Store(true)
 	}
 	r.metrics.storeUp.Set(1)
 }
 
-// restore writes every live binding of this node back to the store and
-// retries the unbinds that failed.
-func (r *Router) restore(ctx context.Context) {
+// restore writes every live binding of this node back to the store. It
+// reports whether that worked.
+func (r *Router) restore(ctx context.Context) bool {
 	r.mu.RLock()
 	bs := make([]session.Binding, 0, len(r.conns))
 	for _, c := range r.conns {
@@ -345,36 +429,74 @@ func (r *Router) restore(ctx context.Context) {
 		}
 	}
 	r.mu.RUnlock()
-	// Heartbeat first: other nodes reap bindings of nodes without one.
-	err := r.store.Heartbeat(ctx, r.node, r.cfg.HeartbeatTTL)
-	if err == nil {
-		err = r.store.Restore(ctx, bs)
-	}
-	if err != nil {
+	if err := r.store.Restore(ctx, bs); err != nil {
 		r.log.Error("rewriting bindings failed", "bindings", len(bs), "err", err)
 		r.metrics.storeErrors.Inc()
-		return
+		return false
 	}
+	r.log.Info("bindings rewritten", "bindings", len(bs))
+	return true
+}
+
+// maxPending bounds the unbinds kept for retrying. Past it the oldest are
+// dropped (and logged): their bindings stay until this node restarts or
+// is reaped.
+const maxPending = 1 << 20
+
+// addPending records the connection id of an unbind that failed, for
+// retryPending.
+func (r *Router) addPending(id string) {
+	r.pendingMu.Lock()
+	defer r.pendingMu.Unlock()
+	if len(r.pending) == 0 {
+		r.log.Warn("unbinding failed; retrying in the background", "conn", id)
+	}
+	if len(r.pending) >= maxPending {
+		r.log.Error("too many failed unbinds pending; dropping the oldest", "dropped", len(r.pending)-maxPending+1)
+		r.pending = r.pending[len(r.pending)-maxPending+1:]
+	}
+	r.pending = append(r.pending, id)
+	r.metrics.pendingUnbinds.Set(float64(len(r.pending)))
+}
+
+// retryPending retries the unbinds that failed, sending the leave events
+// they owe. It stops at the first failure; the rest waits for the next tick.
+func (r *Router) retryPending(ctx context.Context) {
 	r.pendingMu.Lock()
 	pending := r.pending
 	r.pending = nil
 	r.pendingMu.Unlock()
-	for i, id := range pending {
-		if _, err := r.store.Unbind(ctx, id); err != nil && !errors.Is(err, session.ErrNotFound) {
-			r.pendingMu.Lock()
-			r.pending = append(r.pending, pending[i:]...)
-			r.pendingMu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	done := 0
+	for _, id := range pending {
+		uctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+		removed, err := r.store.Unbind(uctx, id)
+		cancel()
+		if err != nil && !errors.Is(err, session.ErrNotFound) {
 			break
 		}
+		done++
+		if err == nil && removed.Last {
+			r.sendPresenceEvent(ctx, "leave", removed.UserID, removed.Action, "")
+		}
 	}
-	r.log.Info("bindings rewritten", "bindings", len(bs), "stale_removed", len(pending))
+	r.pendingMu.Lock()
+	r.pending = append(pending[done:], r.pending...)
+	left := len(r.pending)
+	r.pendingMu.Unlock()
+	r.metrics.pendingUnbinds.Set(float64(left))
+	if left == 0 {
+		r.log.Info("pending unbinds done", "unbound", done)
+	}
 }
 
 // reap removes the bindings of dead nodes and sends the leave events they owed.
 func (r *Router) reap(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-	defer cancel()
-	removed, err := r.store.Reap(ctx) // on error, removed still holds what was done
+	rctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	removed, err := r.store.Reap(rctx) // on error, removed still holds what was done
+	cancel()
 	if err != nil {
 		r.metrics.storeErrors.Inc()
 	}
@@ -382,6 +504,12 @@ func (r *Router) reap(ctx context.Context) {
 		r.log.Info("removed bindings of dead nodes", "bindings", len(removed))
 	}
 	r.usersOffline(removed) // Events hook
+	r.sendLeaves(ctx, removed)
+}
+
+// sendLeaves sends the leave events owed for removed bindings, each with a
+// timeout of its own: a slow one does not cost the others theirs.
+func (r *Router) sendLeaves(ctx context.Context, removed []session.Removed) {
 	for _, b := range removed {
 		if b.Last {
 			r.sendPresenceEvent(ctx, "leave", b.UserID, b.Action, "")
@@ -395,6 +523,8 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 	if r.cfg.NoPresenceEvents {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
 	if !r.presenceEventsAllowed(ctx, action, typ == "join") {
 		return
 	}
@@ -403,7 +533,8 @@ func (r *Router) sendPresenceEvent(ctx context.Context, typ, user, action, exclu
 		kind = KindLeave
 	}
 	e := &Envelope{Kind: kind, Origin: r.node, Exclude: exclude, Action: action, Payload: eventFrame(typ, user, action)}
-	r.broker.Publish(e, r.deliverLocal(e), nil)
+	r.deliverLocal(e)
+	_, _ = r.publish(ctx, e) // counted in the metrics; an event has nobody to tell
 }
 
 // presenceEventsAllowed reports whether action has at most
@@ -447,16 +578,16 @@ func (r *Router) presenceEventsAllowed(ctx context.Context, action string, cache
 }
 
 // deliverRemote handles an envelope from another node.
+//
+// Brokers do not echo a node's envelopes back to it, except direct
+// messages routed whole (DirectPublisher), which reach this node's
+// recipients this way too.
 func (r *Router) deliverRemote(e *Envelope) int {
-	if e.Origin == r.node && e.Kind != KindDisconnect {
-		return 0
+	if e.Origin == r.node && e.Exclude != "" && e.Kind == KindMessage {
+		defer r.echoed(e.Exclude)
 	}
-	if e.Kind == KindDisconnect {
-		conns := r.localConns(e)
-		for _, c := range conns {
-			r.disconnect(c, string(e.Payload))
-		}
-		return len(conns)
+	if e.Kind == KindDisconnect || e.Kind == KindBan {
+		return r.disconnectLocal(e)
 	}
 	n := r.deliverLocal(e)
 	if e.Kind == KindMessage {
@@ -483,6 +614,9 @@ func (r *Router) Ready(ctx context.Context) error {
 	if err := r.store.Ping(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	if !r.storeOK.Load() {
+		return errors.New("store: rewriting this node's bindings")
+	}
 	if !r.broker.Healthy() {
 		return errors.New("broker: cannot route to other nodes")
 	}
@@ -494,7 +628,10 @@ func (r *Router) Ready(ctx context.Context) error {
 
 // Shutdown stops accepting connections, closes every connection with 1001
 // ("going away"), waits for their bindings to be removed, and removes what
-// is left of this node's bindings. It returns when done or when ctx ends.
+// is left of this node's bindings, sending the leave events they owe. When
+// ctx ends first, it closes the remaining sockets at once and still waits
+// for their handlers (each bounded by StoreTimeout), so that none of them
+// uses the store after Shutdown returns; the error then says so.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.closing.Store(true)
 	r.mu.RLock()
@@ -516,15 +653,13 @@ func (r *Router) Shutdown(ctx context.Context) error {
 		for _, c := range conns {
 			_ = c.s.WebsocketConnection().Close() // force what did not close in time
 		}
+		<-done
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
-	defer cancel()
-	removed, rerr := r.store.RemoveNode(rctx, r.node)
+	rctx := context.WithoutCancel(ctx)
+	sctx, cancel := context.WithTimeout(rctx, r.cfg.StoreTimeout)
+	removed, rerr := r.store.RemoveNode(sctx, r.node)
+	cancel()
 	r.usersOffline(removed) // Events hook
-	for _, b := range removed {
-		if b.Last {
-			r.sendPresenceEvent(rctx, "leave", b.UserID, b.Action, "")
-		}
-	}
+	r.sendLeaves(rctx, removed)
 	return errors.Join(err, rerr)
 }

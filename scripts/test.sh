@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Switchboard's whole test suite on a fresh Debian machine: installs what
-# the tests need (redis-server, chromium) when missing, then vet, the tests
-# with the race detector, and a short run of every fuzz target.
+# the tests need (redis-server, chromium) when missing, then vet, the check
+# that docs and --help agree, the tests with the race detector, and a short
+# run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,8 +17,20 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The client package's tests (web/client: node --test, tsc) need Node 18+
+# and npm; `go test ./web/` installs the package's devDependencies itself.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "==> installing nodejs npm"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+
 echo "==> go vet"
 go vet ./...
+
+echo "==> docs and --help agree"
+./scripts/check-docs.sh
 
 echo "==> go test -race"
 go test -race -count=1 -timeout 20m ./...

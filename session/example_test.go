@@ -46,7 +46,7 @@ func ExampleNewRedisStore() {
 	defer client.Close() // the store does not own the client
 
 	store := session.NewRedisStore(client, session.RedisOptions{}) // prefix "sb:", 3 s per call
-	if err := store.Heartbeat(ctx, "node-1", 15*time.Second); err != nil {
+	if _, err := store.Heartbeat(ctx, "node-1", 15*time.Second); err != nil {
 		log.Fatal(err) // errors.Is(err, session.ErrUnavailable) when Redis is down
 	}
 	first, err := store.Bind(ctx, session.Binding{

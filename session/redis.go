@@ -45,7 +45,9 @@ const (
 // pool_size, ...). Unless the URL sets them, the client uses a dial timeout
 // of 2 s (two attempts per dial), read and write timeouts of 1 s and a pool
 // timeout of 2 s; it always honours context deadlines
-// (ContextTimeoutEnabled). A cluster has no databases: a /db other than 0 is
+// (ContextTimeoutEnabled), and it never resends a command on its own
+// (max_retries -1 unless the URL sets it): a resent publish could deliver a
+// message twice. A cluster has no databases: a /db other than 0 is
 // an error there. Over TLS a cluster verifies every node against the first
 // seed's host name, as ParseClusterURL does.
 func NewRedisClient(rawURL string) (redis.UniversalClient, error) {
@@ -80,7 +82,7 @@ func NewRedisClient(rawURL string) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("session: REDIS_URL: %w", err)
 		}
 		limits{&opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout,
-			&opt.PoolTimeout, &opt.DialerRetries}.apply()
+			&opt.PoolTimeout, &opt.DialerRetries, &opt.MaxRetries}.apply()
 		return redis.NewClient(opt), nil
 	}
 
@@ -100,7 +102,7 @@ func NewRedisClient(rawURL string) (redis.UniversalClient, error) {
 		opt.Addrs = append(opt.Addrs, addr)
 	}
 	limits{&opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout,
-		&opt.PoolTimeout, &opt.DialerRetries}.apply()
+		&opt.PoolTimeout, &opt.DialerRetries, &opt.MaxRetries}.apply()
 	return redis.NewClusterClient(opt), nil
 }
 
@@ -110,6 +112,7 @@ type limits struct {
 	ctxTimeout                *bool
 	dial, read, write, poolTO *time.Duration
 	dialAttempts              *int
+	maxRetries                *int
 }
 
 // apply honours context deadlines and fills the timeouts the URL left unset.
@@ -121,6 +124,12 @@ func (l limits) apply() {
 	*l.poolTO = orDefault(*l.poolTO, redisPoolTimeout)
 	if *l.dialAttempts == 0 {
 		*l.dialAttempts = redisDialAttempts
+	}
+	// go-redis resends a command (a pipeline whole) after a timeout or a
+	// lost connection, although Redis may have run it: a publish would then
+	// go out twice. Switchboard decides itself what to retry.
+	if *l.maxRetries == 0 {
+		*l.maxRetries = -1
 	}
 }
 

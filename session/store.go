@@ -16,6 +16,13 @@ var (
 	ErrNotFound = errors.New("session: not found")
 	// ErrUnavailable: the store cannot be reached; the operation may not have happened.
 	ErrUnavailable = errors.New("session: store unavailable")
+	// ErrTooManyConnections: Bind refused, the user has as many connections
+	// as the store allows.
+	ErrTooManyConnections = errors.New("session: too many connections")
+	// ErrBanned: Bind refused, the user is banned.
+	ErrBanned = errors.New("session: user banned")
+	// ErrTooManyBlocks: Block refused, the user blocks MaxBlocks users.
+	ErrTooManyBlocks = errors.New("session: too many blocked users")
 )
 
 // Binding ties one WebSocket connection to a user id and an action.
@@ -40,7 +47,9 @@ type Removed struct {
 type Store interface {
 	// Bind writes b. It reports whether b is the user's first connection in
 	// b.Action (a `join` is then owed). Either the whole binding is written or,
-	// on error, nothing of it remains.
+	// on error, nothing of it remains. It refuses a banned user with
+	// ErrBanned, and a user over the store's connection cap with
+	// ErrTooManyConnections.
 	Bind(ctx context.Context, b Binding) (first bool, err error)
 	// Unbind removes the binding of connID. ErrNotFound if there is none.
 	Unbind(ctx context.Context, connID string) (Removed, error)
@@ -59,8 +68,12 @@ type Store interface {
 	// CountAction counts the connections in action.
 	CountAction(ctx context.Context, action string) (int, error)
 
-	// Heartbeat marks node alive for ttl.
-	Heartbeat(ctx context.Context, node string, ttl time.Duration) error
+	// Heartbeat marks node alive for ttl. It reports whether node's previous
+	// heartbeat was still there: false on a node's first heartbeat, and
+	// when the store lost it (restarted empty, flushed, or it expired),
+	// in which case the node's bindings may be gone too and it must
+	// Restore them.
+	Heartbeat(ctx context.Context, node string, ttl time.Duration) (alive bool, err error)
 	// Reap removes the bindings of every node whose heartbeat has expired and
 	// returns what it removed. When several nodes reap at once, each removed
 	// binding is returned to exactly one of them.
@@ -70,6 +83,9 @@ type Store interface {
 	Restore(ctx context.Context, bs []Binding) error
 	// RemoveNode deletes node's heartbeat and all its bindings, returning them.
 	RemoveNode(ctx context.Context, node string) ([]Removed, error)
+	// Bans and blocks (SPEC section 12).
+	Moderation
+
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

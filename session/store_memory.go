@@ -26,6 +26,10 @@ type MemoryStore struct {
 	origins map[originKey]*memOrigin // node and time zone → bindings with them
 	nodes   map[string]time.Time     // node → heartbeat expiry
 	now     func() time.Time
+
+	maxUserConns int
+	bans         map[string]Ban                 // user → ban
+	blocks       map[string]map[string]struct{} // user → users they block
 }
 
 // memEntry is one binding. The action's list is doubly linked so that a
@@ -83,15 +87,38 @@ func NewMemoryStore() *MemoryStore {
 		origins: make(map[originKey]*memOrigin),
 		nodes:   make(map[string]time.Time),
 		now:     time.Now,
+		bans:    make(map[string]Ban),
+		blocks:  make(map[string]map[string]struct{}),
 	}
+}
+
+// SetMaxUserConnections caps a user's connections across all actions
+// (MAX_CONNECTIONS_PER_USER): Bind refuses one more with
+// ErrTooManyConnections. 0, the default, means no cap.
+func (m *MemoryStore) SetMaxUserConnections(n int) {
+	m.mu.Lock()
+	m.maxUserConns = max(n, 0)
+	m.mu.Unlock()
 }
 
 // Bind implements Store.
 func (m *MemoryStore) Bind(_ context.Context, b Binding) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.bannedLocked(b.UserID) {
+		return false, ErrBanned
+	}
 	if old, ok := m.conns[b.ConnID]; ok {
 		m.unbindLocked(old)
+	}
+	if m.maxUserConns > 0 {
+		n := 0
+		for e := m.users[b.UserID]; e != nil; e = e.unext {
+			n++
+		}
+		if n >= m.maxUserConns {
+			return false, ErrTooManyConnections
+		}
 	}
 	return m.bindLocked(b), nil
 }
@@ -273,11 +300,13 @@ func (m *MemoryStore) CountAction(_ context.Context, action string) (int, error)
 }
 
 // Heartbeat implements Store.
-func (m *MemoryStore) Heartbeat(_ context.Context, node string, ttl time.Duration) error {
+func (m *MemoryStore) Heartbeat(_ context.Context, node string, ttl time.Duration) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.nodes[node] = m.now().Add(ttl)
-	return nil
+	now := m.now()
+	exp, ok := m.nodes[node]
+	m.nodes[node] = now.Add(ttl)
+	return ok && exp.After(now), nil
 }
 
 // Reap implements Store.

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,11 @@ type RedisOptions struct {
 	// it wrote; Reap, RemoveNode and Restore, which work in batches of 500
 	// bindings, apply it to each batch. Default 3 s.
 	Timeout time.Duration
+	// MaxUserConnections caps a user's connections across all actions and
+	// nodes (MAX_CONNECTIONS_PER_USER); Bind refuses one more with
+	// ErrTooManyConnections. The check is part of the bind script: exact
+	// under races, no extra round trip. Default 0: no cap.
+	MaxUserConnections int
 }
 
 // RedisStore is a Store in Redis, shared by every node. It is safe for
@@ -103,10 +109,11 @@ type RedisOptions struct {
 // The store does not own the client: Close leaves it open for whoever
 // created it (it may be shared with the broker), who closes it.
 type RedisStore struct {
-	c       redis.UniversalClient
-	prefix  string
-	timeout time.Duration
-	cluster bool
+	c            redis.UniversalClient
+	prefix       string
+	timeout      time.Duration
+	cluster      bool
+	maxUserConns int
 }
 
 // NewRedisStore returns a RedisStore on c. It does no I/O. A client from
@@ -118,18 +125,49 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) *RedisStore {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultRedisTimeout
 	}
-	return &RedisStore{c: c, prefix: opts.Prefix, timeout: opts.Timeout, cluster: IsCluster(c)}
+	return &RedisStore{c: c, prefix: opts.Prefix, timeout: opts.Timeout, cluster: IsCluster(c),
+		maxUserConns: max(opts.MaxUserConnections, 0)}
 }
 
-func (s *RedisStore) connKey(id string) string       { return s.prefix + "conn:" + id }
-func (s *RedisStore) actionKey(action string) string { return s.prefix + "action:" + action }
-func (s *RedisStore) userKey(user string) string     { return s.prefix + "user:" + user }
-func (s *RedisStore) nodeKey(node string) string     { return s.prefix + "node:" + node }
+// tag returns s as it appears in key names: as it is on a single Redis,
+// and as a hash tag ("{s}") on a cluster, so that every key of one user
+// (or one action, or one connection) hashes to the same slot.
+func (s *RedisStore) tag(x string) string {
+	if s.cluster {
+		return "{" + x + "}"
+	}
+	return x
+}
+
+// Key names. An action never contains '|' (ValidAction), so
+// "{action}|{user}" is unambiguous.
+func (s *RedisStore) connKey(id string) string       { return s.prefix + "conn:" + s.tag(id) }
+func (s *RedisStore) actionKey(action string) string { return s.prefix + "action:" + s.tag(action) }
+func (s *RedisStore) userKey(user string) string     { return s.prefix + "user:" + s.tag(user) }
+func (s *RedisStore) banKey(user string) string      { return s.prefix + "ban:" + s.tag(user) }
+func (s *RedisStore) userRouteKey(action, user string) string {
+	return s.prefix + "uroute:" + action + "|" + s.tag(user)
+}
+func (s *RedisStore) actionRouteKey(action string) string {
+	return s.prefix + "aroute:" + s.tag(action)
+}
+func (s *RedisStore) nodeKey(node string) string { return s.prefix + "node:" + node }
 func (s *RedisStore) nodeConnsKey(node string) string {
 	return s.prefix + "nodeconns:" + node
 }
 func (s *RedisStore) nodesKey() string               { return s.prefix + "nodes" }
 func (s *RedisStore) reapLockKey(node string) string { return s.prefix + "reaplock:" + node }
+
+// bindRefusal maps a bind script's negative answers to errors.
+func bindRefusal(n int) error {
+	switch n {
+	case -2:
+		return ErrTooManyConnections
+	case -3:
+		return ErrBanned
+	}
+	return nil
+}
 
 // rt runs one round trip to Redis under the store's timeout.
 func (s *RedisStore) rt(ctx context.Context, fn func(ctx context.Context) error) error {
@@ -181,6 +219,10 @@ func unavailable(err error) bool {
 		redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY")
 }
 
+// MaybeApplied reports whether a Redis command that failed with err may
+// have run: anything but a failure to get a connection at all.
+func MaybeApplied(err error) bool { return maybeApplied(err) }
+
 // maybeApplied reports whether a call that failed with err may have changed
 // data: anything but a failure to get a connection at all.
 func maybeApplied(err error) bool {
@@ -223,118 +265,27 @@ func parseConn(id string, f map[string]string) Binding {
 	}
 }
 
-// Lua for a single Redis. Every script takes the key prefix as ARGV[1] and
-// builds the keys it needs, so it may touch keys it did not declare: fine
-// on one server, and why these scripts are never used on a cluster.
-const luaUnbind = `
-local p = ARGV[1]
--- unbind removes connection id whole and returns
--- {id, user_id, action, node, connected_at, last}, or nil if it is absent.
-local function unbind(id)
-  local ck = p .. 'conn:' .. id
-  if redis.call('EXISTS', ck) == 0 then return nil end
-  local f = redis.call('HMGET', ck, 'user_id', 'action', 'node', 'connected_at')
-  local user, action, node, at = f[1] or '', f[2] or '', f[3] or '', f[4] or '0'
-  local uk, nk = p .. 'user:' .. user, p .. 'nodeconns:' .. node
-  redis.call('DEL', ck)
-  redis.call('HDEL', p .. 'action:' .. action, id)
-  redis.call('HDEL', uk, id)
-  redis.call('SREM', nk, id)
-  if redis.call('EXISTS', nk) == 0 and redis.call('EXISTS', p .. 'node:' .. node) == 0 then
-    redis.call('SREM', p .. 'nodes', node)
-  end
-  local last = '1'
-  for _, a in ipairs(redis.call('HVALS', uk)) do
-    if a == action then last = '0' break end
-  end
-  return {id, user, action, node, at, last}
-end
-`
-
+// Lua scripts, embedded from lua/. The single-Redis ones share
+// single_common.lua (prepended) and build their keys from the prefix.
 var (
-	// ARGV: prefix, id, user_id, action, node, connected_at. Returns first (1/0).
-	bindScript = redis.NewScript(luaUnbind + `
-local id, user, action, node = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-unbind(id)
-local uk = p .. 'user:' .. user
-local first = 1
-for _, a in ipairs(redis.call('HVALS', uk)) do
-  if a == action then first = 0 break end
-end
-redis.call('HSET', p .. 'conn:' .. id, 'user_id', user, 'action', action, 'node', node, 'connected_at', ARGV[6])
-redis.call('HSET', p .. 'action:' .. action, id, user)
-redis.call('HSET', uk, id, action)
-redis.call('SADD', p .. 'nodeconns:' .. node, id)
-redis.call('SADD', p .. 'nodes', node)
-return first
-`)
+	//go:embed lua/single_common.lua
+	luaSingleCommon string
+	//go:embed lua/single_bind.lua
+	luaBind string
+	//go:embed lua/single_unbind.lua
+	luaUnbind string
+	//go:embed lua/single_restore.lua
+	luaRestore string
+	//go:embed lua/single_reap.lua
+	luaReap string
+	//go:embed lua/single_remove_node.lua
+	luaRemoveNode string
 
-	// ARGV: prefix, id. Returns the removed binding, or nil.
-	unbindScript = redis.NewScript(luaUnbind + `
-return unbind(ARGV[2]) or false
-`)
-
-	// ARGV: prefix, then id, user_id, action, node, connected_at per binding.
-	// Writes the bindings whose conn hash is absent. Returns how many.
-	restoreScript = redis.NewScript(`
-local p, n = ARGV[1], 0
-for i = 2, #ARGV, 5 do
-  local id, user, action, node = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local ck = p .. 'conn:' .. id
-  if redis.call('EXISTS', ck) == 0 then
-    redis.call('HSET', ck, 'user_id', user, 'action', action, 'node', node, 'connected_at', ARGV[i+4])
-    redis.call('HSET', p .. 'action:' .. action, id, user)
-    redis.call('HSET', p .. 'user:' .. user, id, action)
-    redis.call('SADD', p .. 'nodeconns:' .. node, id)
-    redis.call('SADD', p .. 'nodes', node)
-    n = n + 1
-  end
-end
-return n
-`)
-
-	// ARGV: prefix, limit. Removes up to limit bindings of nodes without a
-	// heartbeat. Returns {more (1/0), removed...}.
-	reapScript = redis.NewScript(luaUnbind + `
-local limit, out, more = tonumber(ARGV[2]), {0}, 0
-for _, node in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
-  if redis.call('EXISTS', p .. 'node:' .. node) == 0 then
-    if limit <= 0 then more = 1 break end
-    local nk = p .. 'nodeconns:' .. node
-    local ids = redis.call('SPOP', nk, limit)
-    limit = limit - #ids
-    for _, id in ipairs(ids) do
-      local r = unbind(id)
-      if r then out[#out + 1] = r end
-    end
-    if redis.call('EXISTS', nk) == 0 then
-      redis.call('SREM', p .. 'nodes', node)
-    else
-      more = 1
-    end
-  end
-end
-out[1] = more
-return out
-`)
-
-	// ARGV: prefix, node, limit. Deletes node's heartbeat and up to limit of
-	// its bindings. Returns {more (1/0), removed...}.
-	removeNodeScript = redis.NewScript(luaUnbind + `
-local node, out = ARGV[2], {0}
-local nk = p .. 'nodeconns:' .. node
-redis.call('DEL', p .. 'node:' .. node)
-for _, id in ipairs(redis.call('SPOP', nk, tonumber(ARGV[3]))) do
-  local r = unbind(id)
-  if r then out[#out + 1] = r end
-end
-if redis.call('EXISTS', nk) == 0 then
-  redis.call('SREM', p .. 'nodes', node)
-else
-  out[1] = 1
-end
-return out
-`)
+	bindScript       = redis.NewScript(luaSingleCommon + luaBind)
+	unbindScript     = redis.NewScript(luaSingleCommon + luaUnbind)
+	restoreScript    = redis.NewScript(luaSingleCommon + luaRestore)
+	reapScript       = redis.NewScript(luaSingleCommon + luaReap)
+	removeNodeScript = redis.NewScript(luaSingleCommon + luaRemoveNode)
 )
 
 // parseRemoved decodes a script's {id, user_id, action, node, connected_at, last}.
@@ -372,10 +323,16 @@ func (s *RedisStore) Bind(ctx context.Context, b Binding) (bool, error) {
 		cancel()
 	} else {
 		err = s.rt(ctx, func(ctx context.Context) error {
-			n, err := bindScript.Run(ctx, s.c, nil, s.prefix, b.ConnID, b.UserID, b.Action, b.Node, millis(b.ConnectedAt)).Int()
+			n, err := bindScript.Run(ctx, s.c, nil, s.prefix, b.ConnID, b.UserID, b.Action, b.Node, millis(b.ConnectedAt), s.maxUserConns).Int()
+			if err != nil {
+				return err
+			}
 			first = n == 1
-			return err
+			return bindRefusal(n)
 		})
+	}
+	if errors.Is(err, ErrTooManyConnections) || errors.Is(err, ErrBanned) {
+		return false, err
 	}
 	if err != nil {
 		if maybeApplied(err) {
@@ -514,21 +471,21 @@ func (s *RedisStore) CountUsers(ctx context.Context, action string) (int, error)
 	return len(seen), nil
 }
 
-// CountUser implements Store.
+// CountUser implements Store. It sums the user's route hash in the action
+// (one field per node).
 func (s *RedisStore) CountUser(ctx context.Context, action, userID string) (int, error) {
-	var actions []string
+	var counts []string
 	err := s.rt(ctx, func(ctx context.Context) (err error) {
-		actions, err = s.c.HVals(ctx, s.userKey(userID)).Result()
+		counts, err = s.c.HVals(ctx, s.userRouteKey(action, userID)).Result()
 		return err
 	})
 	if err != nil {
 		return 0, s.fail(ctx, "count user", err)
 	}
 	n := 0
-	for _, a := range actions {
-		if a == action {
-			n++
-		}
+	for _, c := range counts {
+		k, _ := strconv.Atoi(c)
+		n += k
 	}
 	return n, nil
 }
@@ -547,17 +504,25 @@ func (s *RedisStore) CountAction(ctx context.Context, action string) (int, error
 }
 
 // Heartbeat implements Store: it sets sb:node:{node} with a TTL of ttl
-// (rounded up to a millisecond) and adds node to sb:nodes.
-func (s *RedisStore) Heartbeat(ctx context.Context, node string, ttl time.Duration) error {
+// (rounded up to a millisecond), reading its previous value in the same
+// command, and adds node to sb:nodes. A heartbeat found missing means
+// Redis lost it: restarted empty, flushed, or expired while this node
+// could not reach Redis.
+func (s *RedisStore) Heartbeat(ctx context.Context, node string, ttl time.Duration) (bool, error) {
 	ttl = max(ttl, time.Millisecond)
+	var alive bool
 	err := s.rt(ctx, func(ctx context.Context) error {
 		pipe := s.c.Pipeline()
-		pipe.Set(ctx, s.nodeKey(node), time.Now().UnixMilli(), ttl)
+		prev := pipe.SetArgs(ctx, s.nodeKey(node), time.Now().UnixMilli(), redis.SetArgs{TTL: ttl, Get: true})
 		pipe.SAdd(ctx, s.nodesKey(), node)
 		_, err := pipe.Exec(ctx)
+		if errors.Is(err, redis.Nil) {
+			err = nil
+		}
+		alive = prev.Err() == nil
 		return err
 	})
-	return s.fail(ctx, "heartbeat", err)
+	return alive, s.fail(ctx, "heartbeat", err)
 }
 
 // Reap implements Store. A node that has bindings but never sent a

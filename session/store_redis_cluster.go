@@ -8,33 +8,27 @@ package session
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"slices"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Single-key scripts, safe on a cluster.
+// Single-slot scripts, safe on a cluster (lua/cluster_*.lua).
 var (
-	// KEYS: user hash. ARGV: id, action. Adds the entry; returns first (1/0).
-	userBindScript = redis.NewScript(`
-local first = 1
-local f = redis.call('HGETALL', KEYS[1])
-for i = 1, #f, 2 do
-  if f[i] ~= ARGV[1] and f[i + 1] == ARGV[2] then first = 0 break end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return first
-`)
+	//go:embed lua/cluster_user_add.lua
+	luaUserAdd string
+	//go:embed lua/cluster_user_remove.lua
+	luaUserRemove string
+	//go:embed lua/cluster_action_add.lua
+	luaActionAdd string
+	//go:embed lua/cluster_action_remove.lua
+	luaActionRemove string
 
-	// KEYS: user hash. ARGV: id, action. Deletes the entry; returns -1 if it
-	// was not there (someone else removed the binding), else last (1/0).
-	userUnbindScript = redis.NewScript(`
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return -1 end
-for _, a in ipairs(redis.call('HVALS', KEYS[1])) do
-  if a == ARGV[2] then return 0 end
-end
-return 1
-`)
+	userAddScript      = redis.NewScript(luaUserAdd)
+	userRemoveScript   = redis.NewScript(luaUserRemove)
+	actionAddScript    = redis.NewScript(luaActionAdd)
+	actionRemoveScript = redis.NewScript(luaActionRemove)
 
 	// KEYS: conn hash. ARGV: its field/value pairs. Writes it if absent;
 	// returns 1 if it did.
@@ -50,6 +44,28 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 )
+
+// userAdd queues the user-slot step of writing b: the user entry and the
+// user's route count on b's node. maxConns -1 skips the cap and ban checks.
+func (s *RedisStore) userAdd(ctx context.Context, pipe redis.Scripter, b Binding, maxConns int) *redis.Cmd {
+	return runScript(ctx, pipe, userAddScript, []string{s.userKey(b.UserID), s.userRouteKey(b.Action, b.UserID), s.banKey(b.UserID)},
+		b.ConnID, b.Action, b.Node, maxConns)
+}
+
+// actionAdd queues the action-slot step of writing b.
+func (s *RedisStore) actionAdd(ctx context.Context, pipe redis.Scripter, b Binding) *redis.Cmd {
+	return runScript(ctx, pipe, actionAddScript, []string{s.actionKey(b.Action), s.actionRouteKey(b.Action)}, b.ConnID, b.UserID, b.Node)
+}
+
+// runScript runs script on c: EVALSHA with a fallback to EVAL on a client,
+// EVAL in a pipeline (whose EVALSHA could not fall back after a restart
+// emptied Redis's script cache).
+func runScript(ctx context.Context, c redis.Scripter, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if _, pipelined := c.(redis.Pipeliner); pipelined {
+		return script.Eval(ctx, c, keys, args...)
+	}
+	return script.Run(ctx, c, keys, args...)
+}
 
 func (s *RedisStore) bindCluster(ctx context.Context, b Binding) (bool, error) {
 	id := b.ConnID
@@ -88,20 +104,31 @@ func (s *RedisStore) bindCluster(ctx context.Context, b Binding) (bool, error) {
 	}); err != nil {
 		return false, err
 	}
-	// 3. The user entry (deciding first) and the action entry.
-	var first bool
-	err = s.rt(ctx, func(ctx context.Context) error {
-		pipe := s.c.Pipeline()
-		firstCmd := userBindScript.Eval(ctx, pipe, []string{s.userKey(b.UserID)}, id, b.Action)
-		pipe.HSet(ctx, s.actionKey(b.Action), id, b.UserID)
-		if _, err := pipe.Exec(ctx); err != nil {
-			return err
-		}
-		n, err := firstCmd.Int()
-		first = n == 1
+	// 3. The user entry (deciding first, the cap and bans), then the action
+	// entry: the action's only once the user's was accepted.
+	var n int
+	err = s.rt(ctx, func(ctx context.Context) (err error) {
+		n, err = s.userAdd(ctx, s.c, b, s.maxUserConns).Int()
 		return err
 	})
-	return first, err
+	if err == nil {
+		if err = bindRefusal(n); err != nil {
+			_ = s.rt(context.WithoutCancel(ctx), func(ctx context.Context) error {
+				pipe := s.c.Pipeline()
+				pipe.Del(ctx, s.connKey(id))
+				pipe.SRem(ctx, s.nodeConnsKey(b.Node), id)
+				_, err := pipe.Exec(ctx)
+				return err
+			})
+			return false, err
+		}
+	}
+	if err == nil {
+		err = s.rt(ctx, func(ctx context.Context) error {
+			return s.actionAdd(ctx, s.c, b).Err()
+		})
+	}
+	return n == 1, err
 }
 
 func (s *RedisStore) unbindCluster(ctx context.Context, connID string) (Removed, error) {
@@ -134,8 +161,8 @@ func (s *RedisStore) removeCluster(ctx context.Context, b Binding) (int, error) 
 	var last int
 	err := s.rt(ctx, func(ctx context.Context) error {
 		pipe := s.c.Pipeline()
-		lastCmd := userUnbindScript.Eval(ctx, pipe, []string{s.userKey(b.UserID)}, b.ConnID, b.Action)
-		pipe.HDel(ctx, s.actionKey(b.Action), b.ConnID)
+		lastCmd := s.userRemove(ctx, pipe, b)
+		s.actionRemove(ctx, pipe, b)
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
@@ -154,6 +181,14 @@ func (s *RedisStore) removeCluster(ctx context.Context, b Binding) (int, error) 
 		return err
 	})
 	return last, err
+}
+
+func (s *RedisStore) userRemove(ctx context.Context, pipe redis.Scripter, b Binding) *redis.Cmd {
+	return runScript(ctx, pipe, userRemoveScript, []string{s.userKey(b.UserID), s.userRouteKey(b.Action, b.UserID)}, b.ConnID, b.Node)
+}
+
+func (s *RedisStore) actionRemove(ctx context.Context, pipe redis.Scripter, b Binding) *redis.Cmd {
+	return runScript(ctx, pipe, actionRemoveScript, []string{s.actionKey(b.Action), s.actionRouteKey(b.Action)}, b.ConnID, b.Node)
 }
 
 func (s *RedisStore) reapCluster(ctx context.Context) ([]Removed, error) {
@@ -267,8 +302,8 @@ func (s *RedisStore) drainChunk(ctx context.Context, node string, ids []string, 
 	err = s.rt(ctx, func(ctx context.Context) error {
 		pipe := s.c.Pipeline()
 		for i, b := range bs {
-			lasts[i] = userUnbindScript.Eval(ctx, pipe, []string{s.userKey(b.UserID)}, b.ConnID, b.Action)
-			pipe.HDel(ctx, s.actionKey(b.Action), b.ConnID)
+			lasts[i] = s.userRemove(ctx, pipe, b)
+			s.actionRemove(ctx, pipe, b)
 		}
 		_, err := pipe.Exec(ctx)
 		return err
@@ -334,8 +369,8 @@ func (s *RedisStore) restoreCluster(ctx context.Context, bs []Binding) error {
 		pipe := s.c.Pipeline()
 		for i, b := range bs {
 			if n, _ := created[i].Int(); n == 1 {
-				pipe.HSet(ctx, s.userKey(b.UserID), b.ConnID, b.Action)
-				pipe.HSet(ctx, s.actionKey(b.Action), b.ConnID, b.UserID)
+				s.userAdd(ctx, pipe, b, -1)
+				s.actionAdd(ctx, pipe, b)
 			}
 		}
 		_, err := pipe.Exec(ctx)

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -16,12 +17,137 @@ const waitTimeout = 5 * time.Second
 
 func TestMemoryStore(t *testing.T) {
 	t.Parallel()
-	testStore(t, func(t *testing.T) Store { return NewMemoryStore() })
+	testStore(t, func(t *testing.T) Store { return NewMemoryStore() }, func(t *testing.T, n int) Store {
+		s := NewMemoryStore()
+		s.SetMaxUserConnections(n)
+		return s
+	})
 }
 
 // testStore is the contract every Store implementation meets. newStore
 // returns an empty store private to the (sub)test it is given.
-func testStore(t *testing.T, newStore func(t *testing.T) Store) {
+// newCapped returns one whose users may have at most n connections.
+func testStore(t *testing.T, newStore func(t *testing.T) Store, newCapped func(t *testing.T, n int) Store) {
+	t.Run("MaxUserConnections", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newCapped(t, 3), t.Context()
+		heartbeat(t, s, "n1", time.Minute)
+		// Three connections in two actions, concurrently with a fourth
+		// and fifth: exactly three are bound.
+		var ok, refused atomic.Int32
+		parallel(t, 5, func(i int) error {
+			_, err := s.Bind(ctx, Binding{ConnID: fmt.Sprintf("c%d", i), UserID: "u", Action: []string{"a", "b"}[i%2], Node: "n1"})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrTooManyConnections):
+				refused.Add(1)
+			default:
+				return err
+			}
+			return nil
+		})
+		if ok.Load() != 3 || refused.Load() != 2 {
+			t.Fatalf("bound %d, refused %d; want 3 and 2", ok.Load(), refused.Load())
+		}
+		bs, err := s.UserBindings(ctx, "u")
+		if err != nil || len(bs) != 3 {
+			t.Fatalf("UserBindings = %d bindings, %v; want 3 (nothing left of the refused ones)", len(bs), err)
+		}
+		// Another user is not affected; after an unbind there is room again.
+		bind(t, s, Binding{ConnID: "other", UserID: "v", Action: "a", Node: "n1"})
+		if _, err := s.Unbind(ctx, bs[0].ConnID); err != nil {
+			t.Fatal(err)
+		}
+		bind(t, s, Binding{ConnID: "again", UserID: "u", Action: "a", Node: "n1"})
+	})
+
+	t.Run("Bans", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t), t.Context()
+		heartbeat(t, s, "n1", time.Minute)
+		if _, ok, err := s.GetBan(ctx, "u"); err != nil || ok {
+			t.Fatalf("GetBan before any = %v, %v; want none", ok, err)
+		}
+		until := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+		if err := s.SetBan(ctx, "u", Ban{Until: until, Reason: "spam"}); err != nil {
+			t.Fatal(err)
+		}
+		ban, ok, err := s.GetBan(ctx, "u")
+		if err != nil || !ok || !ban.Until.Equal(until) || ban.Reason != "spam" {
+			t.Fatalf("GetBan = %+v, %v, %v; want until %v, spam", ban, ok, err, until)
+		}
+		if _, err := s.Bind(ctx, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n1"}); !errors.Is(err, ErrBanned) {
+			t.Fatalf("Bind of a banned user: err = %v, want ErrBanned", err)
+		}
+		if _, err := s.Get(ctx, "c1"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a refused Bind left a binding: %v", err)
+		}
+		bind(t, s, Binding{ConnID: "c2", UserID: "other", Action: "a", Node: "n1"})
+		if had, err := s.DeleteBan(ctx, "u"); err != nil || !had {
+			t.Fatalf("DeleteBan = %v, %v; want true", had, err)
+		}
+		bind(t, s, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n1"})
+		// A ban that has expired is no ban.
+		if err := s.SetBan(ctx, "w", Ban{Until: time.Now().Add(50 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the ban to expire", func() bool {
+			_, ok, err := s.GetBan(ctx, "w")
+			return err == nil && !ok
+		})
+		bind(t, s, Binding{ConnID: "c3", UserID: "w", Action: "a", Node: "n1"})
+	})
+
+	t.Run("Blocks", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t), t.Context()
+		if got, err := s.Blocks(ctx, "u"); err != nil || got == nil || len(got) != 0 {
+			t.Fatalf("Blocks before any = %v, %v; want []", got, err)
+		}
+		for _, o := range []string{"zed", "amy", "amy"} {
+			if _, err := s.Block(ctx, "u", o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, _ := s.Blocks(ctx, "u"); !slices.Equal(got, []string{"amy", "zed"}) {
+			t.Errorf("Blocks = %v, want [amy zed]", got)
+		}
+		if b, _ := s.Blocked(ctx, "u", "amy"); !b {
+			t.Error("Blocked(u, amy) = false")
+		}
+		if b, _ := s.Blocked(ctx, "amy", "u"); b {
+			t.Error("Blocked(amy, u) = true: a block goes one way")
+		}
+		if had, err := s.Unblock(ctx, "u", "amy"); err != nil || !had {
+			t.Errorf("Unblock = %v, %v", had, err)
+		}
+		if b, _ := s.Blocked(ctx, "u", "amy"); b {
+			t.Error("Blocked after Unblock")
+		}
+	})
+
+	t.Run("HeartbeatLost", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := newStore(t), t.Context()
+		if alive, err := s.Heartbeat(ctx, "n1", 200*time.Millisecond); err != nil || alive {
+			t.Fatalf("first Heartbeat = %v, %v; want false (none before)", alive, err)
+		}
+		if alive, err := s.Heartbeat(ctx, "n1", 200*time.Millisecond); err != nil || !alive {
+			t.Fatalf("second Heartbeat = %v, %v; want true", alive, err)
+		}
+		// Once it has expired (the node's binding is reaped), the next
+		// heartbeat reports it lost.
+		bind(t, s, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n1"})
+		waitFor(t, "the heartbeat to expire", func() bool {
+			rs, err := s.Reap(ctx)
+			return err == nil && len(rs) == 1
+		})
+		if alive, err := s.Heartbeat(ctx, "n1", time.Minute); err != nil || alive {
+			t.Fatalf("Heartbeat after expiry = %v, %v; want false", alive, err)
+		}
+	})
+
 	t.Run("BindGet", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := newStore(t), t.Context()
@@ -454,7 +580,7 @@ func bind(t *testing.T, s Store, b Binding) bool {
 
 func heartbeat(t *testing.T, s Store, node string, ttl time.Duration) {
 	t.Helper()
-	if err := s.Heartbeat(t.Context(), node, ttl); err != nil {
+	if _, err := s.Heartbeat(t.Context(), node, ttl); err != nil {
 		t.Fatalf("Heartbeat(%s): %v", node, err)
 	}
 }

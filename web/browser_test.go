@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -100,8 +101,8 @@ func TestBrowser(t *testing.T) {
 	alice.waitStatus("Reconnecting")
 	bob.waitStatus("Reconnecting")
 	srv = startServer(t, bin, addr)
-	alice.waitStatus("Online as alice in chat")
-	bob.waitStatus("Online as bob in chat")
+	alice.waitBackOnline("Online as alice in chat")
+	bob.waitBackOnline("Online as bob in chat")
 	alice.waitUsers("alice", "bob")
 	bob.waitUsers("alice", "bob")
 	alice.say("after the restart")
@@ -555,10 +556,29 @@ func (p *page) waitFor(what string, cond func() (bool, string)) {
 	}
 }
 
-// screenshots saves the page at desktop and phone width into
-// $SCREENSHOT_DIR (default: a temporary directory), checking at each width
-// that nothing overflows sideways.
+// screenshots saves the page at desktop and phone width, and at desktop
+// width in dark mode, into $SCREENSHOT_DIR (default: a temporary
+// directory), checking at each width that nothing overflows sideways.
 func screenshots(t *testing.T, p *page) {
+	t.Helper()
+	for _, s := range []struct {
+		name          string
+		width, height int64
+	}{
+		{"desktop.png", 1280, 800},
+		{"phone.png", 375, 740},
+	} {
+		p.resize(s.width, s.height)
+		savePNG(t, p, s.name)
+	}
+	p.resize(1280, 800)
+	p.colorScheme("dark")
+	savePNG(t, p, "dark.png")
+	p.colorScheme("")
+}
+
+// savePNG saves a screenshot of the page as $SCREENSHOT_DIR/name.
+func savePNG(t *testing.T, p *page, name string) {
 	t.Helper()
 	dir := os.Getenv("SCREENSHOT_DIR")
 	if dir == "" {
@@ -570,20 +590,25 @@ func screenshots(t *testing.T, p *page) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []struct {
-		name          string
-		width, height int64
-	}{
-		{"desktop.png", 1280, 800},
-		{"phone.png", 375, 740},
-	} {
-		p.resize(s.width, s.height)
-		png := run(p, "taking "+s.name, chromedp.CaptureScreenshot())
-		if err := os.WriteFile(filepath.Join(dir, s.name), png, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	png := run(p, "taking "+name, chromedp.CaptureScreenshot())
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("screenshots in %s", dir)
+	t.Logf("screenshot %s", filepath.Join(dir, name))
+}
+
+// colorScheme emulates prefers-color-scheme: "dark", "light", or "" for
+// the default.
+func (p *page) colorScheme(scheme string) {
+	p.t.Helper()
+	params := emulation.SetEmulatedMediaParams{}
+	if scheme != "" {
+		params.Features = []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}
+	}
+	p.do("emulating color scheme "+scheme, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, params)
+		return err
+	}))
 }
 
 // resize sets the viewport and waits for the layout of that width (the

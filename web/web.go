@@ -1,8 +1,10 @@
 // Package web serves Switchboard's demo chat page: index.html at "/" and
 // its assets under "/static/", all embedded in the binary.
 //
-// The page talks to the server only through static/client.js, a small ES
-// module that applications may copy unchanged (see docs/client.md).
+// The page talks to the server only through client/switchboard.js, the
+// @switchboard/client package (see docs/client.md), served as
+// /static/switchboard.js (and, for pages written against earlier versions,
+// /static/client.js).
 package web
 
 import (
@@ -16,7 +18,7 @@ import (
 	"time"
 )
 
-//go:embed static
+//go:embed static client/switchboard.js
 var files embed.FS
 
 // ContentSecurityPolicy is sent with every response of Handler. Scripts,
@@ -54,7 +56,7 @@ var contentTypes = map[string]string{
 // concurrent use.
 func Handler() http.Handler {
 	assets := make(map[string]asset)
-	err := fs.WalkDir(files, "static", func(name string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(files, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -85,6 +87,13 @@ func Handler() http.Handler {
 	// The page has one address, "/".
 	delete(assets, "/static/index.html")
 	assets["/"] = index
+	client, ok := assets["/client/switchboard.js"]
+	if !ok {
+		panic("web: client/switchboard.js is not embedded")
+	}
+	delete(assets, "/client/switchboard.js")
+	assets["/static/switchboard.js"] = client
+	assets["/static/client.js"] = client
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()

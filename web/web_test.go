@@ -37,7 +37,8 @@ func TestHandlerServesFiles(t *testing.T) {
 		path, contentType, contains string
 	}{
 		{"/", "text/html; charset=utf-8", `<script type="module" src="/static/app.js">`},
-		{"/static/app.js", "text/javascript; charset=utf-8", `from "./client.js"`},
+		{"/static/app.js", "text/javascript; charset=utf-8", `from "./switchboard.js"`},
+		{"/static/switchboard.js", "text/javascript; charset=utf-8", "export class SwitchboardClient"},
 		{"/static/client.js", "text/javascript; charset=utf-8", "export class SwitchboardClient"},
 		{"/static/style.css", "text/css; charset=utf-8", ":focus-visible"},
 		{"/static/favicon.svg", "image/svg+xml", "<svg"},
@@ -143,10 +144,10 @@ func TestPageNeedsNoInlineCode(t *testing.T) {
 		}
 	}
 
-	// client.js is meant to be copied alone: it imports nothing.
-	client := body(t, get(t, h, http.MethodGet, "/static/client.js", nil))
+	// The client package has no runtime dependency: it imports nothing.
+	client := body(t, get(t, h, http.MethodGet, "/static/switchboard.js", nil))
 	if m := regexp.MustCompile(`(?m)^\s*import\b`).FindString(client); m != "" {
-		t.Errorf("client.js imports: %q", m)
+		t.Errorf("switchboard.js imports: %q", m)
 	}
 }
 
@@ -159,7 +160,7 @@ func TestEveryErrorCodeIsExplained(t *testing.T) {
 		"online_timeout", "already_online", "unauthorized", "user_mismatch",
 		"token_expired", "invalid_json", "binary_unsupported", "invalid_to",
 		"invalid_id", "user_offline", "reserved_type", "rate_limited",
-		"unavailable", "internal",
+		"unavailable", "too_many_connections", "banned", "internal",
 	} {
 		if !regexp.MustCompile(`(?m)^\s*` + code + `: \(`).MatchString(app) {
 			t.Errorf("app.js has no message for %s", code)

@@ -563,6 +563,10 @@ func TestAPICluster(t *testing.T) {
 
 	t.Run("disconnect a user on every node", func(t *testing.T) {
 		aliceC, _ := onlineConn(t, ns[1], "chat", "alice")
+		// A new device catches up with what alice has not read.
+		if m := aliceC.expect("message"); m["text"] != "hi alice" || m["seq"] != 1.0 {
+			t.Fatalf("aliceC got %v, want the kept message with seq 1", m)
+		}
 		r := mustCall(t, ns[1], "DELETE", "/api/users/alice", `{"reason":"banned"}`)
 		if num(r["disconnected"]) != 3 {
 			t.Fatalf("got %v, want disconnected 3", r)

@@ -48,3 +48,9 @@ func parseWebhook(p *parser) webhookConfig {
 	c.Key = key
 	return c
 }
+
+// webhookSecret checks a WEBHOOK_SECRET value.
+func webhookSecret(v string) error {
+	_, err := webhook.ParseSecret(v)
+	return err
+}

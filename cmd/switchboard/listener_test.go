@@ -44,10 +44,10 @@ func TestHandshakeRefusals(t *testing.T) {
 		code      int
 		body      string
 	}{
-		{"plain GET", "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Bad Request"},
+		{"plain GET", "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 400, "WebSocket endpoint"},
 		{"invalid action", "GET /ws/no%20spaces HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n", 400, "invalid action"},
 		{"other path", "GET /wsx HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not found"}, // net/http answers
-		{"query", "GET /ws?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Bad Request"},
+		{"query", "GET /ws?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "WebSocket endpoint"},
 		{"malformed", "GET /ws HTTP/1.1\r\nno colon here\r\n\r\n", 400, "Bad Request"},
 		{"headers too large", "GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 1<<20+4096) + "\r\n\r\n", 431, ""},
 	}

@@ -111,10 +111,10 @@ var markerSeq atomic.Int64
 func barrier(t *testing.T, from *client, to ...*client) {
 	t.Helper()
 	seq := markerSeq.Add(1)
-	from.send(map[string]any{"type": "marker", "seq": seq})
+	from.send(map[string]any{"type": "marker", "n": seq})
 	for _, c := range to {
 		m := c.next()
-		if m["type"] != "marker" || m["seq"] != float64(seq) {
+		if m["type"] != "marker" || m["n"] != float64(seq) {
 			t.Fatalf("%s: got %v, want marker %d (a message leaked?)", c.name, m, seq)
 		}
 	}
@@ -535,13 +535,13 @@ func TestAcks(t *testing.T) {
 // barrierSeen consumes the last marker on a client that was not checked.
 func barrierSeen(t *testing.T, c *client) {
 	t.Helper()
-	if m := c.next(); m["type"] != "marker" || m["seq"] != float64(markerSeq.Load()) {
+	if m := c.next(); m["type"] != "marker" || m["n"] != float64(markerSeq.Load()) {
 		t.Fatalf("%s: got %v, want the last marker", c.name, m)
 	}
 }
 
 func TestUserOffline(t *testing.T) {
-	n := startNode(t)
+	n := startNode(t, "--mailbox=false") // with the mailbox, an offline user's messages are kept
 	a := n.online(t, "chat", "alice")
 	b := n.online(t, "chat", "bob")
 	n.online(t, "news", "carol") // online, but in another action
@@ -630,10 +630,10 @@ func TestRateLimit(t *testing.T) {
 	// sees: none of the refused messages was delivered.
 	seq := markerSeq.Add(1)
 	waitFor(t, 5*time.Second, "a token", func() bool {
-		a.send(map[string]any{"type": "marker", "seq": seq, "id": "marker"})
+		a.send(map[string]any{"type": "marker", "n": seq, "id": "marker"})
 		return a.next()["type"] == "ack"
 	})
-	if m := b.next(); m["type"] != "marker" || m["seq"] != float64(seq) {
+	if m := b.next(); m["type"] != "marker" || m["n"] != float64(seq) {
 		t.Fatalf("bob got %v, want the marker", m)
 	}
 }
@@ -1025,13 +1025,13 @@ func TestManyClients(t *testing.T) {
 func strictBarrier(t *testing.T, from *client, to ...*client) {
 	t.Helper()
 	seq := markerSeq.Add(1)
-	from.send(map[string]any{"type": "marker", "seq": seq})
+	from.send(map[string]any{"type": "marker", "n": seq})
 	for _, c := range to {
 		m, err := c.read(5 * time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if m["type"] != "marker" || m["seq"] != float64(seq) {
+		if m["type"] != "marker" || m["n"] != float64(seq) {
 			t.Fatalf("%s: got %v, want marker %d", c.name, m, seq)
 		}
 	}
@@ -1081,7 +1081,7 @@ func TestPresenceEventsOff(t *testing.T) {
 }
 
 func TestBindingsRemovedOnClose(t *testing.T) {
-	n := startNode(t)
+	n := startNode(t, "--mailbox=false") // user_offline shows the bindings are gone
 	ctx := context.Background()
 	tests := []struct {
 		name  string
@@ -1261,8 +1261,8 @@ func TestCustomHandlers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// read refuses with a code of its own.
-	if err := r.Handle("read", func(context.Context, *routing.Request) error {
+	// receipt refuses with a code of its own.
+	if err := r.Handle("receipt", func(context.Context, *routing.Request) error {
 		return &routing.Error{Code: "read_disabled", Message: "read receipts are off"}
 	}); err != nil {
 		t.Fatal(err)
@@ -1302,7 +1302,7 @@ func TestCustomHandlers(t *testing.T) {
 	if m := a.expectError(routing.CodeInvalidTo); m["id"] != 9.0 {
 		t.Fatalf("error %v does not echo the id", m)
 	}
-	a.send(map[string]any{"type": "read", "id": "r1"})
+	a.send(map[string]any{"type": "receipt", "id": "r1"})
 	if m := a.expectError("read_disabled"); m["message"] != "read receipts are off" || m["id"] != "r1" {
 		t.Fatalf("error %v", m)
 	}

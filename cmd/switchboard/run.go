@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,8 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,32 +26,34 @@ import (
 	"github.com/switchboard/switchboard/web"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 var errVersion = errors.New("version requested")
 
 // run is the whole program: it parses args and the environment, then runs
 // the server (or a subcommand) until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "token" {
-		return runToken(args[1:], getenv, stdout, stderr)
+		return runToken(args[1:], getenv, stdout)
 	}
 	if len(args) > 1 && args[0] == "webhook" && args[1] == "test" {
 		return runWebhookTest(ctx, args[2:], getenv, stdout, stderr)
 	}
-	cfg, err := parseConfig(args, getenv, stderr)
+	cfg, err := parseConfig(args, getenv, stdout)
 	switch {
 	case errors.Is(err, errHelp):
 		return nil
 	case errors.Is(err, errVersion):
-		fmt.Fprintln(stdout, "switchboard", version)
+		fmt.Fprintln(stdout, "switchboard", buildVersion())
 		return nil
 	case err != nil:
+		for _, w := range unknownVariables(os.Environ()) {
+			err = fmt.Errorf("%w\n%s", err, w) // a typo may be why
+		}
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	slog.SetDefault(log) // the process's logger, also for go-redis's messages
+	for _, w := range unknownVariables(os.Environ()) {
+		log.Warn(w)
+	}
 	s, err := newServer(cfg, log)
 	if err != nil {
 		return err
@@ -63,9 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		level = slog.LevelInfo
-	}
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // checked by parseConfig
 	opts := &slog.HandlerOptions{Level: level}
 	if strings.EqualFold(cfg.LogFormat, "json") {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -78,6 +79,7 @@ type server struct {
 	cfg      config
 	log      *slog.Logger
 	store    session.Store
+	mailbox  session.Mailbox // nil with MAILBOX=false
 	broker   routing.Broker
 	closers  []func() error        // run after the router has shut down, in order
 	redis    redis.UniversalClient // nil in memory mode
@@ -86,6 +88,9 @@ type server struct {
 	router   *routing.Router
 	http     *http.Server
 	ln       net.Listener
+	certs    *certReloader // nil without TLS
+	metrics  *http.Server  // nil without METRICS_ADDR
+	metricLn net.Listener
 }
 
 // newServer wires a node from cfg. It does no network I/O.
@@ -139,6 +144,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		HeartbeatTTL:        cfg.HeartbeatTTL,
 		OutboundQueue:       cfg.OutboundQueue,
 		OutboundBufferBytes: cfg.OutboundBufferBytes,
+		Mailbox:             s.mailbox,
 		Events:              events,
 		Registerer:          reg,
 		Logger:              log,
@@ -154,39 +160,82 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/api/", s.router.API(cfg.AdminToken)) // 404 for everything without ADMIN_TOKEN
-	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	opsMux := mux
+	if cfg.MetricsAddr != "" {
+		opsMux = http.NewServeMux()
+		s.metrics = s.newHTTPServer(opsMux)
 	}
-	mux.Handle("/", web.Handler())
-	s.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	opsMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		opsMux.HandleFunc("/debug/pprof/", pprof.Index)
+		opsMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	if cfg.DemoPage {
+		mux.Handle("/", web.Handler())
+	}
+	s.http = s.newHTTPServer(mux)
+	if cfg.TLSCert != "" {
+		if s.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
+// httpReadHeaderTimeout bounds reading a plain HTTP request's headers (the
+// listener's bound on a connection's first request is the same).
+const httpReadHeaderTimeout = 10 * time.Second
+
+// newHTTPServer returns an http.Server for h with Switchboard's timeouts for
+// plain HTTP requests (API, health, metrics, page): HTTP_READ_TIMEOUT for a
+// whole request, body included (an API body is at most MAX_MESSAGE_BYTES,
+// so a body trickled in slower is cut off instead of holding a file
+// descriptor), and HTTP_IDLE_TIMEOUT between requests. A WebSocket is past
+// them once upgraded: the router sets its own deadlines.
+func (s *server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(httpReadHeaderTimeout, s.cfg.HTTPReadTimeout),
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
+		IdleTimeout:       s.cfg.HTTPIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
 // openStore picks the in-memory store or Redis.
 func (s *server) openStore() error {
+	mopts := session.MailboxOptions{Size: s.cfg.MailboxSize, TTL: s.cfg.MailboxTTL, DedupWindow: s.cfg.DedupWindow}
 	if s.cfg.RedisURL == "" {
-		s.store = session.NewMemoryStore()
+		store := session.NewMemoryStore()
+		store.SetMaxUserConnections(s.cfg.MaxConnsPerUser)
+		s.store = store
 		s.broker = routing.NewMemoryHub().Broker(s.cfg.NodeID)
+		if s.cfg.Mailbox {
+			s.mailbox = session.NewMemoryMailbox(mopts, s.cfg.MailboxMemoryLimit)
+		}
 		return nil
 	}
-	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	client, err := session.NewRedisClient(s.cfg.RedisURL)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+		return err // parseConfig has checked the URL: this does not happen
 	}
-	s.store = session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix})
-	s.broker = routing.NewRedisBroker(client, routing.RedisBrokerConfig{
-		Node:   s.cfg.NodeID,
-		Prefix: s.cfg.RedisPrefix,
-		Logger: s.log,
+	store := session.NewRedisStore(client, session.RedisOptions{Prefix: s.cfg.RedisPrefix, MaxUserConnections: s.cfg.MaxConnsPerUser})
+	s.store = store
+	var mailbox *session.RedisMailbox
+	if s.cfg.Mailbox {
+		mailbox = session.NewRedisMailbox(client, s.cfg.RedisPrefix, mopts)
+		s.mailbox = mailbox
+	}
+	s.broker, err = routing.NewRedisBroker(store, routing.RedisBrokerConfig{
+		Node:    s.cfg.NodeID,
+		Mailbox: mailbox,
+		Logger:  s.log,
 	})
+	if err != nil {
+		_ = client.Close()
+		return err
+	}
 	s.closers = append(s.closers, client.Close)
 	s.redis = client
 	return nil
@@ -198,7 +247,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err := s.router.Ready(ctx); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "not ready: %v\n", err)
+		_, _ = io.WriteString(w, "not ready: "+s.notReadyReason(err)+"\n")
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
@@ -211,12 +260,40 @@ func (s *server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	if s.metrics != nil {
+		if s.metricLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on METRICS_ADDR: %w", err)
+		}
+	}
 	s.ln = ln
 	return nil
 }
 
 // Addr returns the bound address.
 func (s *server) Addr() string { return s.ln.Addr().String() }
+
+// URL returns the address to open in a browser: the bound address with a
+// scheme, and localhost for a wildcard host.
+func (s *server) URL() string {
+	scheme := "http"
+	if s.certs != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + browsable(s.ln.Addr()) + "/"
+}
+
+// browsable is addr with localhost for an unspecified (wildcard) host.
+func browsable(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
 
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
 // close every WebSocket with 1001, remove bindings, stop the broker, close
@@ -239,11 +316,21 @@ func (s *server) Run(ctx context.Context) error {
 		}
 		done <- struct{}{}
 	}()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
+	ln := s.ln
+	if s.certs != nil {
+		// TLS first: the handshake listener below reads the decrypted
+		// request, so wss:// keeps its per-connection saving.
+		ln = tls.NewListener(ln, s.certs.tlsConfig())
+	}
 	// WebSocket handshakes skip net/http's per-connection buffers.
-	go func() { serveErr <- s.http.Serve(s.router.Listener(s.ln)) }()
-	s.log.Info("switchboard listening", "addr", s.Addr(), "node", s.cfg.NodeID, "store", s.storeName(),
-		"auth", s.verifier.Enabled(), "version", version)
+	go func() { serveErr <- s.http.Serve(s.router.Listener(ln)) }()
+	if s.metrics != nil {
+		go func() { serveErr <- s.metrics.Serve(s.metricLn) }()
+		s.log.Info("metrics listening", "url", "http://"+browsable(s.metricLn.Addr())+"/metrics")
+	}
+	s.log.Info("switchboard listening", "addr", s.Addr(), "url", s.URL(), "node", s.cfg.NodeID, "store", s.storeName(),
+		"auth", s.verifier.Enabled(), "tls", s.certs != nil, "version", buildVersion())
 
 	var err error
 	select {
@@ -255,6 +342,9 @@ func (s *server) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	herr := s.http.Shutdown(sctx) // stops accepting; WebSockets are hijacked and closed next
+	if s.metrics != nil {
+		herr = errors.Join(herr, s.metrics.Shutdown(sctx))
+	}
 	rerr := s.router.Shutdown(sctx)
 	stopBG()
 	<-done
@@ -286,14 +376,22 @@ func (s *server) storeName() string {
 	return "redis"
 }
 
-// redisLogger sends go-redis's own messages (dial retries during an outage,
-// many per second) to the default logger at debug level: state changes are
-// logged once by the store and the broker. go-redis's logger is global, so
-// it is set once per process.
-type redisLogger struct{}
-
-var redisLoggerOnce sync.Once
-
-func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	slog.Default().DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+// notReadyReason is what /readyz says of err: the failing component and the
+// setting to look at, never an address or an internal error (the log has
+// those).
+func (s *server) notReadyReason(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "store"):
+		return "store (REDIS_URL) unreachable"
+	case strings.HasPrefix(msg, "broker"):
+		return "cannot route to other nodes (REDIS_URL pub/sub)"
+	case strings.HasPrefix(msg, "auth"):
+		src := "JWKS_URL"
+		if s.cfg.JWKSURL == "" {
+			src = "OIDC_ISSUER"
+		}
+		return "signing keys not loaded yet from " + src + " (the log says why)"
+	}
+	return msg
 }

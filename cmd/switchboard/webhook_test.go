@@ -127,7 +127,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	waitFor(t, 10*time.Second, "two message.undelivered", func() bool { return len(rcv.hooks("message.undelivered", "bob")) == 2 })
 	for _, h := range rcv.hooks("message.undelivered", "") {
 		d := h.Data
-		if d["to"] != "bob" || d["action"] != "chat" || d["type"] != "message" || d["ts"] == nil {
+		if d["to"] != "bob" || d["action"] != "chat" || d["type"] != "message" || d["ts"] == nil || d["seq"] == nil {
 			t.Fatalf("message.undelivered data = %v, want the message as delivered", d)
 		}
 	}
@@ -183,7 +183,11 @@ func TestWebhookConfigErrors(t *testing.T) {
 		{[]string{"--webhook-url", "http://x.test/hook", "--webhook-secret", hookSecret, "--webhook-timeout", "0"}, "WEBHOOK_TIMEOUT"},
 	} {
 		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		// The option is named as it was given: flag or environment variable.
+		norm := func(s string) string {
+			return strings.ReplaceAll(strings.ReplaceAll(strings.ToLower(s), "_", "-"), "--", "")
+		}
+		if err == nil || !strings.Contains(norm(err.Error()), norm(tc.want)) {
 			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
 		}
 	}

@@ -1,0 +1,422 @@
+package routing
+
+// The subscription manager of RedisBroker. Connections reference topics
+// (Subscribe/Unsubscribe); one goroutine, the manager, makes Redis follow:
+// it places each wanted channel on a shard (the single Redis, or the
+// cluster master that owns the channel's slot), keeps one subscription
+// connection per shard, subscribes and unsubscribes, and rebuilds a shard
+// whose connection broke, from the wanted set: what was unsubscribed
+// meanwhile is never subscribed again, so nothing leaks across outages.
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/session"
+)
+
+// subscription is one wanted channel.
+type subscription struct {
+	refs      int
+	ready     chan struct{} // closed once Redis confirmed the channel
+	confirmed bool
+}
+
+// shard is one subscription connection and what was subscribed on it.
+// Only the manager goroutine touches it.
+type shard struct {
+	key    string // "" on a single Redis, else the master's address
+	ps     *redis.PubSub
+	active map[string]bool
+	closed chan struct{} // closed by the manager before it closes ps
+	done   chan struct{} // closed when its receive loop has returned
+}
+
+type subscriptions struct {
+	b *RedisBroker
+
+	mu   sync.Mutex
+	want map[string]*subscription
+	// live holds the channels Redis confirmed on a connection that still
+	// has them, so that a channel wanted again while still subscribed is
+	// ready at once. The manager removes a channel from it before it
+	// unsubscribes it.
+	live map[string]bool
+
+	changed chan struct{} // a channel is wanted, or not wanted any more
+	broken  chan *shard   // a shard's connection failed
+	dropped chan string   // Redis unsubscribed a channel by itself (slot moved)
+	rebuild chan string   // the probe found the shard of this channel silent
+
+	// The manager's own state.
+	shards map[string]*shard
+	placed map[string]*shard // channel → shard it was subscribed on
+}
+
+func (s *subscriptions) init(b *RedisBroker) {
+	s.b = b
+	s.want = make(map[string]*subscription)
+	s.live = make(map[string]bool)
+	s.changed = make(chan struct{}, 1)
+	s.broken = make(chan *shard, 16)
+	s.dropped = make(chan string, 1024)
+	s.rebuild = make(chan string, 1)
+	s.shards = make(map[string]*shard)
+	s.placed = make(map[string]*shard)
+}
+
+func (b *RedisBroker) channel(t Topic) string {
+	if t.Node != "" {
+		return b.store.NodeChannel(t.Node)
+	}
+	return b.store.Channel(session.Target{Action: t.Action, User: t.User}, b.cfg.Node)
+}
+
+// Subscribe implements Broker.
+func (b *RedisBroker) Subscribe(ctx context.Context, t Topic) error {
+	ch := b.channel(t)
+	s := &b.subs
+	s.mu.Lock()
+	sub := s.want[ch]
+	if sub == nil {
+		sub = &subscription{ready: make(chan struct{})}
+		if s.live[ch] {
+			sub.confirmed = true
+			close(sub.ready)
+		}
+		s.want[ch] = sub
+		wake(s.changed)
+	}
+	sub.refs++
+	s.mu.Unlock()
+	select {
+	case <-sub.ready:
+		return nil
+	case <-ctx.Done():
+		b.Unsubscribe(t)
+		return fmt.Errorf("%w: subscribe: %w", ErrBrokerUnavailable, ctx.Err())
+	}
+}
+
+// Unsubscribe implements Broker.
+func (b *RedisBroker) Unsubscribe(t Topic) {
+	ch := b.channel(t)
+	s := &b.subs
+	s.mu.Lock()
+	if sub := s.want[ch]; sub != nil {
+		if sub.refs--; sub.refs <= 0 {
+			delete(s.want, ch)
+			wake(s.changed)
+		}
+	}
+	s.mu.Unlock()
+}
+
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// run is the manager: it reconciles Redis with the wanted channels until
+// ctx ends, then closes every shard.
+func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	backoff := 100 * time.Millisecond
+	for {
+		if !s.reconcile(ctx, deliver) {
+			retry.Reset(backoff)
+			backoff = min(2*backoff, 2*time.Second)
+		} else {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			for _, sh := range s.shards {
+				s.close(sh)
+			}
+			return
+		case <-s.changed:
+		case <-retry.C:
+		case sh := <-s.broken:
+			if s.shards[sh.key] == sh {
+				s.b.log.Warn("redis subscription lost; resubscribing", "shard", shardName(sh))
+				s.close(sh)
+			}
+		case ch := <-s.dropped:
+			// Redis moved the channel's slot to another master.
+			if sh := s.placed[ch]; sh != nil && sh.active[ch] {
+				s.mu.Lock()
+				delete(s.live, ch)
+				s.mu.Unlock()
+				delete(sh.active, ch)
+				delete(s.placed, ch)
+				s.reloadSlots(ctx)
+			}
+		case ch := <-s.rebuild:
+			if sh := s.placed[ch]; sh != nil {
+				s.b.log.Warn("redis subscription silent; rebuilding it", "shard", shardName(sh))
+				s.close(sh)
+			}
+		}
+	}
+}
+
+func shardName(sh *shard) string {
+	if sh.key == "" {
+		return "redis"
+	}
+	return sh.key
+}
+
+// close ends sh's connection and forgets what was placed on it; the next
+// reconcile places those channels again.
+func (s *subscriptions) close(sh *shard) {
+	close(sh.closed)
+	_ = sh.ps.Close() // its receive loop then returns
+	<-sh.done
+	s.mu.Lock()
+	for ch := range sh.active {
+		delete(s.live, ch)
+	}
+	s.mu.Unlock()
+	for ch := range sh.active {
+		if s.placed[ch] == sh {
+			delete(s.placed, ch)
+		}
+	}
+	for ch, p := range s.placed {
+		if p == sh {
+			delete(s.placed, ch)
+		}
+	}
+	delete(s.shards, sh.key)
+}
+
+// reconcile subscribes what is wanted and not subscribed, and unsubscribes
+// what is subscribed and not wanted. It reports whether everything went
+// through.
+func (s *subscriptions) reconcile(ctx context.Context, deliver func(*Envelope) int) bool {
+	s.mu.Lock()
+	var add []string
+	for ch := range s.want {
+		if s.placed[ch] == nil {
+			add = append(add, ch)
+		}
+	}
+	var del []string
+	for ch := range s.placed {
+		if s.want[ch] == nil {
+			del = append(del, ch)
+			delete(s.live, ch) // wanted again from now on, it waits for a new SUBSCRIBE
+		}
+	}
+	s.mu.Unlock()
+
+	ok := true
+	// Unsubscribe first: a channel unsubscribed on a connection that then
+	// fails is gone with it, so it is forgotten whatever the answer.
+	byShard := make(map[*shard][]string)
+	for _, ch := range del {
+		sh := s.placed[ch]
+		delete(s.placed, ch)
+		delete(sh.active, ch)
+		byShard[sh] = append(byShard[sh], ch)
+	}
+	for sh, chs := range byShard {
+		if err := s.send(ctx, sh, false, chs); err != nil {
+			ok = false
+		}
+		if len(sh.active) == 0 && s.shards[sh.key] == sh {
+			s.close(sh)
+		}
+	}
+
+	clear(byShard)
+	for _, ch := range add {
+		sh, err := s.shardFor(ctx, ch, deliver)
+		if err != nil {
+			ok = false
+			continue
+		}
+		byShard[sh] = append(byShard[sh], ch)
+	}
+	for sh, chs := range byShard {
+		if err := s.send(ctx, sh, true, chs); err != nil {
+			ok = false
+			continue
+		}
+		for _, ch := range chs {
+			sh.active[ch] = true
+			s.placed[ch] = sh
+		}
+	}
+	return ok
+}
+
+// shardFor returns the shard that owns ch, connecting to it if needed.
+func (s *subscriptions) shardFor(ctx context.Context, ch string, deliver func(*Envelope) int) (*shard, error) {
+	key := ""
+	var client *redis.Client
+	cc, cluster := s.b.store.Client().(*redis.ClusterClient)
+	if cluster {
+		c, err := cc.MasterForKey(ctx, ch)
+		if err != nil {
+			return nil, err
+		}
+		client, key = c, c.Options().Addr
+	}
+	if sh := s.shards[key]; sh != nil {
+		return sh, nil
+	}
+	sh := &shard{key: key, active: make(map[string]bool), closed: make(chan struct{}), done: make(chan struct{})}
+	if cluster {
+		sh.ps = client.SSubscribe(ctx)
+	} else {
+		sh.ps = s.b.store.Client().Subscribe(ctx)
+	}
+	s.shards[key] = sh
+	go s.receive(ctx, sh, deliver)
+	return sh, nil
+}
+
+// reloadSlots makes the cluster client read the slot map again.
+func (s *subscriptions) reloadSlots(ctx context.Context) {
+	if cc, ok := s.b.store.Client().(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
+	}
+}
+
+// send subscribes (or unsubscribes) chs on sh. A sharded subscription
+// command takes the channels of one slot only, so on a cluster they go
+// slot by slot.
+func (s *subscriptions) send(ctx context.Context, sh *shard, sub bool, chs []string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.b.cfg.Timeout)
+	defer cancel()
+	if sh.key == "" {
+		for len(chs) > 0 {
+			n := min(len(chs), 1000)
+			var err error
+			if sub {
+				err = sh.ps.Subscribe(ctx, chs[:n]...)
+			} else {
+				err = sh.ps.Unsubscribe(ctx, chs[:n]...)
+			}
+			if err != nil {
+				return err
+			}
+			chs = chs[n:]
+		}
+		return nil
+	}
+	bySlot := make(map[uint16][]string)
+	for _, ch := range chs {
+		bySlot[keySlot(ch)] = append(bySlot[keySlot(ch)], ch)
+	}
+	for _, group := range bySlot {
+		var err error
+		if sub {
+			err = sh.ps.SSubscribe(ctx, group...)
+		} else {
+			err = sh.ps.SUnsubscribe(ctx, group...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receive reads sh's connection until it fails or is closed, delivering
+// envelopes and confirming subscriptions. A failure is reported to the
+// manager, which rebuilds the shard (go-redis would resubscribe on its own,
+// but in one command, which a cluster refuses for channels of several
+// slots, and with channels unsubscribed meanwhile).
+func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*Envelope) int) {
+	defer close(sh.done)
+	var env Envelope
+	for {
+		msg, err := sh.ps.Receive(ctx)
+		if err != nil {
+			select {
+			case s.broken <- sh:
+			case <-sh.closed:
+			case <-ctx.Done():
+			}
+			return
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
+				s.confirm(m.Channel)
+			case "sunsubscribe": // ours, or Redis's when the channel's slot moved
+				select {
+				case s.dropped <- m.Channel:
+				case <-sh.closed:
+				case <-ctx.Done():
+				}
+			}
+		case *redis.Message:
+			if err := env.UnmarshalBinary([]byte(m.Payload)); err != nil {
+				continue
+			}
+			if env.Kind == KindProbe {
+				if env.Origin == s.b.cfg.Node {
+					s.b.lastProbe.Store(time.Now().UnixNano())
+				}
+				continue
+			}
+			deliver(&env)
+		}
+	}
+}
+
+func (s *subscriptions) confirm(ch string) {
+	s.mu.Lock()
+	if sub := s.want[ch]; sub != nil {
+		s.live[ch] = true
+		if !sub.confirmed {
+			sub.confirmed = true
+			close(sub.ready)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// keySlot is Redis Cluster's hash slot of key: CRC16 (XMODEM) of the key,
+// or of its hash tag, modulo 16384.
+func keySlot(key string) uint16 {
+	if i := indexByte(key, '{'); i >= 0 {
+		if j := indexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % 16384
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,58 @@
+-- Routes one direct message (SPEC sections 3, 10, 12), after
+-- mailbox_append.lua (concatenated before this code). Every key is in the
+-- recipient's slot.
+-- KEYS: 1 the recipient's route hash in the action (node -> connections),
+--       2 the recipient's blocks set, 3 its block counters,
+--       4-7 the mailbox keys of mailbox_append (stream, meta, dedup, index),
+--       8 (single Redis only) the sending node's heartbeat.
+-- ARGV: 1 channel prefix (the node id is appended), 2 the envelope's wire
+--       form up to its seq field, 3 the frame head (ending in ',"seq":')
+--       with the mailbox, else the whole frame, 4 the sending node,
+--       5 PUBLISH or SPUBLISH, 6 the sender's user id ('' for the server
+--       API), 7 '1' with the mailbox, 8 '1' when the sending connection is
+--       one of the recipient's (a message to oneself): it is not counted,
+--       9.. mailbox_append's arguments from action on.
+-- Returns {reached, missed, seq, state, trimmed}: connections on nodes whose
+-- subscription took the message (this node included: every recipient
+-- gets it through its node's subscription, so in seq order), connections
+-- on nodes that could not take it, the message's number (0 without the
+-- mailbox), and state 0 (routed), 1 (a resend within the dedup window:
+-- nothing delivered, seq is the first one's) or 2 (the recipient blocks
+-- the sender: nothing kept or delivered; seq looks like a real one), and
+-- how many old messages retention removed from the mailbox.
+-- {-1, 0, 0, 0}: the store lost this node's bindings; nothing was done.
+if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 0 then return {-1, 0, 0, 0, 0} end
+local mailbox = ARGV[7] == '1'
+if ARGV[6] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[6]) == 1 then
+  local seq = 0
+  if mailbox then
+    -- As if kept: above the mailbox's numbers, growing with each message,
+    -- so the sender's acks look like those for an offline recipient.
+    seq = tonumber(redis.call('HGET', KEYS[5], 'seq') or '0') + redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+  end
+  return {0, 0, seq, 2, 0}
+end
+local seq, frame, trimmed = 0, ARGV[3], 0
+if mailbox then
+  local dup
+  seq, frame, dup, trimmed = mailbox_append(KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[9], ARGV[3],
+    tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]))
+  if dup == 1 then return {0, 0, seq, 1, 0} end
+end
+local s = ''
+if seq > 0 then s = tostring(seq) end
+local env = ARGV[2] .. string.char(#s) .. s .. frame
+local r = redis.call('HGETALL', KEYS[1])
+local reached, missed = 0, 0
+for i = 1, #r, 2 do
+  local n = tonumber(r[i + 1])
+  if r[i] == ARGV[4] and ARGV[8] == '1' then n = n - 1 end
+  if n > 0 then
+    if redis.call(ARGV[5], ARGV[1] .. r[i], env) > 0 then
+      reached = reached + n
+    else
+      missed = missed + n
+    end
+  end
+end
+return {reached, missed, seq, 0, trimmed}

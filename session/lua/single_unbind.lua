@@ -1,0 +1,2 @@
+-- ARGV: prefix, id. Returns the removed binding, or false.
+return unbind(ARGV[2]) or false
