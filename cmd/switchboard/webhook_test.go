@@ -294,3 +294,30 @@ func TestWebhooksNodeStops(t *testing.T) {
 		t.Fatalf("got %d events, want 3 (two user.online, one user.offline)", got)
 	}
 }
+
+// A blocked sender's direct messages emit no message.undelivered (in
+// memory and through Redis's direct-message script).
+func TestWebhooksBlockedSenderEmitsNothing(t *testing.T) {
+	rcv := newHookReceiver(t)
+	rs := redistest.Start(t)
+	for name, args := range map[string][]string{
+		"memory": webhookArgs(rcv, "5s"),
+		"redis":  append(webhookArgs(rcv, "5s"), "--redis-url", rs.URL()),
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := startNode(t, args...)
+			alice := n.online(t, "chat", "alice-"+name)
+			mallory := n.online(t, "chat", "mallory-"+name)
+			alice.send(map[string]any{"type": "block", "user_id": "mallory-" + name, "id": "b1"})
+			alice.expect("blocks")
+			mallory.send(map[string]any{"text": "hi", "to": "alice-" + name, "id": 1})
+			mallory.next()
+			mallory.send(map[string]any{"text": "x", "to": "nobody-" + name, "id": 2})
+			mallory.next()
+			waitFor(t, 10*time.Second, "the message to nobody", func() bool { return len(rcv.hooks("message.undelivered", "nobody-"+name)) == 1 })
+			if got := rcv.hooks("message.undelivered", "alice-"+name); len(got) != 0 {
+				t.Fatalf("a blocked message emitted %s", got[0].Body)
+			}
+		})
+	}
+}
