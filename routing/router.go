@@ -479,6 +479,7 @@ func (r *Router) retryPending(ctx context.Context) {
 		}
 		done++
 		if err == nil && removed.Last {
+			r.userOffline(removed.UserID, removed.Action) // Events hook
 			r.sendPresenceEvent(ctx, "leave", removed.UserID, removed.Action, "")
 		}
 	}
