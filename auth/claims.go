@@ -56,8 +56,9 @@ func claimsFrom(user any, found bool, exp *jwt.NumericDate, name string) (Claims
 	return Claims{UserID: s, Expiry: exp.Time}, nil
 }
 
-// validUserID reports whether s is a user id as the protocol defines it: 1 to 256
-// bytes of valid UTF-8 without control characters (C0, DEL, C1).
+// validUserID reports whether s is a user id as the protocol defines it: 1
+// to 256 bytes of valid UTF-8 without control characters (C0, DEL, C1) or
+// line and paragraph separators (U+2028, U+2029), exactly as online's user_id.
 func validUserID(s string) bool {
 	if len(s) == 0 || len(s) > maxUserIDBytes {
 		return false
@@ -75,10 +76,46 @@ func validUserID(s string) bool {
 		if r == utf8.RuneError && size == 1 {
 			return false
 		}
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return false
 		}
 		i += size
 	}
 	return true
+}
+
+// registeredClaims decodes the registered claims as jwt.RegisteredClaims
+// does, except that exp and nbf must be JSON numbers: jwt's NumericDate
+// also takes a string ("exp":"9999999999"), which RFC 7519 does not allow
+// and other verifiers refuse, so a token would mean different things to
+// different services.
+type registeredClaims struct {
+	jwt.RegisteredClaims
+	Exp numericDate `json:"exp"` // shadows RegisteredClaims.ExpiresAt
+	Nbf numericDate `json:"nbf"` // shadows RegisteredClaims.NotBefore
+}
+
+// GetExpirationTime implements jwt.Claims.
+func (c *registeredClaims) GetExpirationTime() (*jwt.NumericDate, error) {
+	return c.Exp.NumericDate, nil
+}
+
+// GetNotBefore implements jwt.Claims.
+func (c *registeredClaims) GetNotBefore() (*jwt.NumericDate, error) {
+	return c.Nbf.NumericDate, nil
+}
+
+// numericDate is a jwt.NumericDate that must be written as a JSON number.
+type numericDate struct{ *jwt.NumericDate }
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return fmt.Errorf("%w: a date claim must be a number", ErrInvalidToken)
+	}
+	var n jwt.NumericDate
+	if err := n.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	d.NumericDate = &n
+	return nil
 }

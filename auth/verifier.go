@@ -336,11 +336,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		return Claims{}, err
 	}
 	if v.userPath == nil {
-		var c jwt.RegisteredClaims
+		var c registeredClaims
 		if _, err := k.parser.ParseWithClaims(token, &c, k.keyfunc); err != nil {
 			return Claims{}, tokenError(err)
 		}
-		return claimsFrom(c.Subject, c.Subject != "", c.ExpiresAt, v.userClaim)
+		return claimsFrom(c.Subject, c.Subject != "", c.Exp.NumericDate, v.userClaim)
 	}
 	c := jwt.MapClaims{}
 	if _, err := k.parser.ParseWithClaims(token, c, k.keyfunc); err != nil {

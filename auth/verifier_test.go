@@ -297,6 +297,9 @@ func TestRefusals(t *testing.T) {
 		{"not yet valid", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"nbf": time.Now().Add(time.Minute).Unix()})), jwt.ErrTokenNotValidYet},
 		{"missing exp", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"exp": nil})), jwt.ErrTokenRequiredClaimMissing},
 		{"exp not a number", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"exp": "tomorrow"})), nil},
+		{"exp as a numeric string", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"exp": jsonInt(time.Now().Add(hour).Unix())})), nil},
+		{"exp as a numeric string, RSA", signKey(t, rs, "", good(map[string]any{"exp": jsonInt(time.Now().Add(hour).Unix())})), nil},
+		{"nbf as a numeric string", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"nbf": jsonInt(time.Now().Add(-hour).Unix())})), nil},
 		{"wrong iss", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"iss": "https://evil.example"})), jwt.ErrTokenInvalidIssuer},
 		{"missing iss", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"iss": nil})), jwt.ErrTokenRequiredClaimMissing},
 		{"wrong aud", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"aud": []string{"other"}})), jwt.ErrTokenInvalidAudience},
@@ -340,6 +343,8 @@ func TestRefusals(t *testing.T) {
 		{"sub too long", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"sub": strings.Repeat("a", 257)})), nil},
 		{"sub with a control character", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"sub": "ali\nce"})), nil},
 		{"sub with a C1 control character", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"sub": "ali\u0085ce"})), nil},
+		{"sub with a line separator", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"sub": "ali\u2028ce"})), nil},
+		{"sub with a paragraph separator", sign(t, jwt.SigningMethodHS256, secret, "", good(map[string]any{"sub": "alice\u2029"})), nil},
 		{"too long", strings.Repeat("a", auth.MaxTokenBytes+1), nil},
 	}
 	// crit: a signed token whose header lists an extension.

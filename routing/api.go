@@ -278,7 +278,7 @@ func apiMessage(action, to string, obj []byte, ts int64) ([]byte, error) {
 	}
 	f, ok := parseObject(obj)
 	if !ok {
-		return nil, invalidError("the message must be one JSON object")
+		return nil, invalidError("the message must be one unambiguous JSON object" + ambiguityHint(obj))
 	}
 	if f.typ != nil {
 		typ, ok := stringValue(f.typ)

@@ -213,7 +213,7 @@ func (a *api) publish(w http.ResponseWriter, req *http.Request) (int, any) {
 		return http.StatusBadRequest, apiError{"the body must be valid UTF-8"}
 	}
 	if _, ok := parseObject(b); !ok {
-		return http.StatusBadRequest, apiError{"the body must be one JSON object"}
+		return http.StatusBadRequest, apiError{"the body must be one unambiguous JSON object" + ambiguityHint(b)}
 	}
 	rawAction := member(b, "action")
 	if rawAction == nil {

@@ -116,6 +116,7 @@ func newBenchNode(b *testing.B) *benchNode {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	routerRunning()
 	go func() { done <- r.Run(ctx) }()
 	srv := httptest.NewServer(r)
 	b.Cleanup(func() {
@@ -127,6 +128,7 @@ func newBenchNode(b *testing.B) *benchNode {
 		srv.Close()
 		cancel()
 		<-done
+		routerStopped(b)
 	})
 	return &benchNode{r: r, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/chat"}
 }

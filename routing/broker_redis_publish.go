@@ -148,6 +148,8 @@ func (b *RedisBroker) flush(ctx context.Context, batch []*pubReq) {
 			}
 		}
 	}
+	// Redis is failing if a command failed otherwise than with the store's
+	// report of lost bindings (then Redis answered: it is reachable).
 	failed := false
 	for i, r := range batch {
 		r.d, r.err = result(cmds[i], r.direct != nil)

@@ -11,6 +11,8 @@ package routing
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,9 +23,15 @@ import (
 
 // subscription is one wanted channel.
 type subscription struct {
-	refs      int
+	refs      int           // 0: unwanted, until the manager removes it
 	ready     chan struct{} // closed once Redis confirmed the channel
 	confirmed bool
+}
+
+// moved is a shard's refusal (MOVED) of a subscription in slot.
+type moved struct {
+	sh   *shard
+	slot uint16
 }
 
 // shard is one subscription connection and what was subscribed on it.
@@ -50,6 +58,7 @@ type subscriptions struct {
 	changed chan struct{} // a channel is wanted, or not wanted any more
 	broken  chan *shard   // a shard's connection failed
 	dropped chan string   // Redis unsubscribed a channel by itself (slot moved)
+	moved   chan moved    // a shard refused a subscription: not its slot
 	rebuild chan string   // the probe found the shard of this channel silent
 
 	// The manager's own state.
@@ -64,6 +73,7 @@ func (s *subscriptions) init(b *RedisBroker) {
 	s.changed = make(chan struct{}, 1)
 	s.broken = make(chan *shard, 16)
 	s.dropped = make(chan string, 1024)
+	s.moved = make(chan moved, 1024)
 	s.rebuild = make(chan string, 1)
 	s.shards = make(map[string]*shard)
 	s.placed = make(map[string]*shard)
@@ -108,8 +118,9 @@ func (b *RedisBroker) Unsubscribe(t Topic) {
 	s := &b.subs
 	s.mu.Lock()
 	if sub := s.want[ch]; sub != nil {
-		if sub.refs--; sub.refs <= 0 {
-			delete(s.want, ch)
+		// The manager removes it: a Subscribe before then takes it back,
+		// already confirmed (Redis never stopped delivering it).
+		if sub.refs--; sub.refs == 0 {
 			wake(s.changed)
 		}
 	}
@@ -129,8 +140,14 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	backoff := 100 * time.Millisecond
+	// wait > 0 postpones the next reconcile: the slot map is being
+	// reloaded, or a shard just broke (Redis may be down: no busy loop).
+	var wait time.Duration
 	for {
-		if !s.reconcile(ctx, deliver) {
+		if wait > 0 {
+			retry.Reset(wait)
+			wait = 0
+		} else if !s.reconcile(ctx, deliver) {
 			retry.Reset(backoff)
 			backoff = min(2*backoff, 2*time.Second)
 		} else {
@@ -148,6 +165,8 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 			if s.shards[sh.key] == sh {
 				s.b.log.Warn("redis subscription lost; resubscribing", "shard", shardName(sh))
 				s.close(sh)
+				wait = backoff
+				backoff = min(2*backoff, 2*time.Second)
 			}
 		case ch := <-s.dropped:
 			// Redis moved the channel's slot to another master.
@@ -158,6 +177,22 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 				delete(sh.active, ch)
 				delete(s.placed, ch)
 				s.reloadSlots(ctx)
+				wait = slotReloadWait
+			}
+		case m := <-s.moved:
+			// A subscription went to a master that no longer owns its
+			// slot (the client's slot map was stale). The connection is
+			// fine and keeps its other channels: place these again once
+			// the slot map is reloaded.
+			if s.shards[m.sh.key] == m.sh {
+				for ch := range m.sh.active {
+					if keySlot(ch) == m.slot {
+						delete(m.sh.active, ch)
+						delete(s.placed, ch)
+					}
+				}
+				s.reloadSlots(ctx)
+				wait = slotReloadWait
 			}
 		case ch := <-s.rebuild:
 			if sh := s.placed[ch]; sh != nil {
@@ -204,6 +239,11 @@ func (s *subscriptions) close(sh *shard) {
 // through.
 func (s *subscriptions) reconcile(ctx context.Context, deliver func(*Envelope) int) bool {
 	s.mu.Lock()
+	for ch, sub := range s.want {
+		if sub.refs <= 0 {
+			delete(s.want, ch)
+		}
+	}
 	var add []string
 	for ch := range s.want {
 		if s.placed[ch] == nil {
@@ -343,6 +383,16 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 	var env Envelope
 	for {
 		msg, err := sh.ps.Receive(ctx)
+		if slot, ok := movedSlot(err); ok {
+			select {
+			case s.moved <- moved{sh, slot}:
+			case <-sh.closed:
+				return
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
 		if err != nil {
 			select {
 			case s.broken <- sh:
@@ -376,6 +426,31 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 			deliver(&env)
 		}
 	}
+}
+
+// slotReloadWait is how long the manager gives the cluster client to
+// reload its slot map (in the background) before placing channels again.
+const slotReloadWait = 50 * time.Millisecond
+
+// movedSlot reports whether err is a MOVED reply, and its slot. go-redis
+// keeps the connection after one (it is not broken), and so does the
+// manager: closing it would lose what it has received and not yet read.
+func movedSlot(err error) (uint16, bool) {
+	if err == nil {
+		return 0, false
+	}
+	if _, ok := redis.IsMovedError(err); !ok {
+		return 0, false
+	}
+	f := strings.Fields(err.Error()) // "MOVED <slot> <host:port>"
+	if len(f) < 3 {
+		return 0, false
+	}
+	n, perr := strconv.ParseUint(f[1], 10, 16)
+	if perr != nil {
+		return 0, false
+	}
+	return uint16(n), true
 }
 
 func (s *subscriptions) confirm(ch string) {

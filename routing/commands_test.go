@@ -44,6 +44,7 @@ func TestUnavailableWhenRoutingFails(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	routerRunning()
 	go func() { done <- r.Run(ctx) }()
 	srv := httptest.NewServer(r)
 	t.Cleanup(func() {
@@ -55,6 +56,7 @@ func TestUnavailableWhenRoutingFails(t *testing.T) {
 		srv.Close()
 		cancel()
 		<-done
+		routerStopped(t)
 	})
 	dial := func(user string) *websocket.Conn {
 		ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/chat", nil)

@@ -1,6 +1,8 @@
 package routing
 
 import (
+	"errors"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,17 +39,19 @@ type Conn struct {
 
 	// Outbound flow: at most Config.OutboundQueue frames are handed to
 	// melody's writer at once; more wait in backlog (allocated only while
-	// needed) until the writer reports them sent. A backlog over
-	// Config.OutboundBufferBytes makes the connection a slow consumer.
+	// needed) until the writer reports them sent. A client that reads
+	// keeps the writer making progress, however large the backlog grows
+	// (up to OutboundMaxBytes); one over OutboundBufferBytes whose writer
+	// has written nothing for OutboundStall is a slow consumer.
 	inflight     atomic.Int32 // frames handed to melody, not yet written
 	backlogN     atomic.Int32 // len(backlog), for the lock-free fast path
-	evicted      atomic.Bool  // evict has begun
+	evicted      atomic.Bool  // evict has begun: every later frame is dropped
 	authed       bool         // the user id comes from a token; set before stateOnline
-	outMu        sync.Mutex   // guards backlog, backlogBytes, closeMsg
+	outMu        sync.Mutex   // guards backlog, backlogBytes, closeMsg and progress
 	backlog      [][]byte     // nil entry: the close frame closeMsg
 	backlogBytes int
 	closeMsg     []byte
-	limiter      *rate.Limiter // created by the first message after online
+	limiter      *connLimiter // created by the first message or ping
 	// echo receives when this node's subscription has delivered a direct
 	// message this connection sent to a user with connections here (see
 	// Router.awaitEcho); made by the first such message.
@@ -63,8 +67,12 @@ type Conn struct {
 	mu          sync.Mutex // guards the timers and reason
 	onlineTimer *time.Timer
 	expiryTimer *time.Timer
-	expGen      int
-	reason      string // why it was closed, for metrics
+	expGen      int32
+	// progress is when (Router.clock) the writer last finished a frame
+	// while a backlog waited, or when the backlog began. Guarded by outMu
+	// (it sits here to keep Conn's size class).
+	progress uint32
+	reason   string // why it was closed, for metrics
 }
 
 // ID returns the connection id.
@@ -98,20 +106,56 @@ func (c *Conn) stampPrefix() []byte {
 	return p
 }
 
-// allow reports whether the rate limit lets one more message of c through.
-// It runs only on c's reader goroutine; an idle connection never pays for
-// its limiter.
-func (c *Conn) allow() bool {
-	if c.limiter == nil {
-		c.limiter = rate.NewLimiter(rate.Limit(c.r.cfg.RateLimit), c.r.cfg.RateBurst)
-	}
-	return c.limiter.Allow()
+// connLimiter is a connection's rate limit, for messages and pings alike.
+type connLimiter struct {
+	*rate.Limiter
+	pingsRefused int // pings refused since the last frame allowed
 }
 
-// write queues a frame without blocking. Frames keep their order; a
-// connection whose backlog outgrows OutboundBufferBytes is evicted.
+// allow reports whether the rate limit lets one more message or ping of c
+// through. It runs only on c's reader goroutine; an idle connection never
+// pays for its limiter.
+func (c *Conn) allow() bool {
+	if c.limiter == nil {
+		c.limiter = &connLimiter{Limiter: rate.NewLimiter(rate.Limit(c.r.cfg.RateLimit), c.r.cfg.RateBurst)}
+	}
+	if c.limiter.Allow() {
+		c.limiter.pingsRefused = 0
+		return true
+	}
+	return false
+}
+
+// onPing answers a ping frame with a pong, as gorilla's default handler
+// does, if the rate limit allows: a ping costs the server a write, so it
+// counts like a message. An excess ping gets no pong, and a connection that
+// goes on pinging for another RATE_BURST pings without a pause is closed
+// with 1008. It runs on c's reader goroutine.
+func (c *Conn) onPing(data string) error {
+	if c.closing.Load() {
+		return nil
+	}
+	if !c.allow() {
+		c.limiter.pingsRefused++
+		if c.limiter.pingsRefused > c.r.cfg.RateBurst {
+			c.close(websocket.ClosePolicyViolation, "ping flood", nil)
+		}
+		return nil
+	}
+	err := c.s.WebsocketConnection().WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.r.cfg.WriteWait))
+	var ne net.Error
+	if errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) && ne.Timeout() {
+		return nil // as gorilla's default handler
+	}
+	return err
+}
+
+// write queues a frame without blocking. Frames keep their order. A
+// connection whose backlog outgrows OutboundMaxBytes, or OutboundBufferBytes
+// while its writer has made no progress for OutboundStall, is evicted;
+// frames for an evicted connection are dropped at once.
 func (c *Conn) write(b []byte) {
-	if c.backlogN.Load() == 0 {
+	if c.backlogN.Load() == 0 && !c.evicted.Load() {
 		if c.inflight.Add(1) <= c.r.queueLimit {
 			_ = c.s.Write(b) // only ErrSessionClosed: nothing left to do
 			return
@@ -120,9 +164,15 @@ func (c *Conn) write(b []byte) {
 	}
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
+	if c.evicted.Load() {
+		return
+	}
 	if len(c.backlog) == 0 && c.take() {
 		_ = c.s.Write(b)
 		return
+	}
+	if len(c.backlog) == 0 {
+		c.progress = c.r.clock() // the stall clock starts with the backlog
 	}
 	c.backlog = append(c.backlog, b)
 	c.backlogBytes += len(b)
@@ -131,9 +181,23 @@ func (c *Conn) write(b []byte) {
 	// and the store above, their sent() seeing no backlog: flush now, or b
 	// would wait for a sent() that never comes.
 	c.flushLocked()
-	if c.backlogBytes > c.r.cfg.OutboundBufferBytes {
+	if c.backlogBytes > c.r.cfg.OutboundBufferBytes && c.stalledLocked() || c.backlogBytes > c.r.cfg.OutboundMaxBytes {
 		c.evict()
+		c.dropBacklogLocked()
 	}
+}
+
+// stalledLocked reports whether the writer has written nothing for
+// OutboundStall while a backlog waited. The caller holds outMu.
+func (c *Conn) stalledLocked() bool {
+	return time.Duration(c.r.clock()-c.progress)*time.Millisecond >= c.r.cfg.OutboundStall
+}
+
+// dropBacklogLocked forgets every waiting frame of an evicted connection.
+// The caller holds outMu.
+func (c *Conn) dropBacklogLocked() {
+	c.backlog, c.backlogBytes, c.closeMsg = nil, 0, nil
+	c.backlogN.Store(0)
 }
 
 // take reserves a place in melody's queue.
@@ -155,12 +219,17 @@ func (c *Conn) sent() {
 	}
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
+	c.progress = c.r.clock()
 	c.flushLocked()
 }
 
 // flushLocked moves waiting frames into melody's queue while it has room.
 // The caller holds outMu.
 func (c *Conn) flushLocked() {
+	if c.evicted.Load() {
+		c.dropBacklogLocked()
+		return
+	}
 	for len(c.backlog) > 0 {
 		b := c.backlog[0]
 		if b == nil { // the close frame: nothing follows it
@@ -225,6 +294,7 @@ func (c *Conn) evict() {
 	if !c.evicted.CompareAndSwap(false, true) {
 		return
 	}
+	c.r.metrics.evictions.Inc()
 	c.closing.Store(true)
 	c.setReason("slow_consumer")
 	ws := c.s.WebsocketConnection()

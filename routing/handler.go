@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,10 +44,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.refuseOrigin(w, req)
 		return
 	}
+	if !r.admit(w, req) { // limits.go: refused before any work
+		return
+	}
 	c := &Conn{r: r, id: newConnID(), presetAction: preset}
 	if tok := auth.TokenFromRequest(req); tok != "" && r.verify.Enabled() {
 		claims, err := r.verify.Verify(req.Context(), tok)
 		if err != nil {
+			r.door.leave()
 			r.metrics.errorSent(CodeUnauthorized)
 			http.Error(w, "invalid token", http.StatusUnauthorized)
 			return
@@ -57,6 +62,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	if r.closing.Load() {
 		r.mu.Unlock()
+		r.door.leave()
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -70,11 +76,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	c.upgraded = upgraded
 	go func() {
 		defer r.wg.Done()
+		defer r.door.leave()
 		// melody returns an error only before the session exists, when
 		// onConnect has not run (onConnect drops c.upgraded, so that an
 		// idle connection does not keep it); the upgrader has answered
 		// with an HTTP error.
-		if err := r.m.HandleRequestWithKeys(w, req, map[string]any{connKey: c}); err != nil {
+		if err := r.m.HandleRequestWithKeys(guardHijack{w}, req, map[string]any{connKey: c}); err != nil { // frames.go
 			close(c.upgraded)
 		}
 	}()
@@ -116,6 +123,7 @@ func (r *Router) connOf(s *melody.Session) *Conn {
 func (r *Router) onConnect(s *melody.Session) {
 	c := s.Keys[connKey].(*Conn) //nolint:forcetypeassert // set by ServeHTTP
 	c.s = s
+	s.WebsocketConnection().SetPingHandler(c.onPing) // before melody's reader starts
 	// melody keeps the upgrade request and the keys for the session's life.
 	// Nothing reads the request after the handshake (its headers cost
 	// ~2 KiB per idle connection), and a one-entry map costs ~300 bytes
@@ -208,7 +216,23 @@ func (r *Router) onError(s *melody.Session, err error) {
 		c.evict()
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.setReason("message_too_big") // gorilla has already sent close 1009
+	case isWriteTimeout(err):
+		// The socket took no frame within WriteWait: the client stopped
+		// reading (with a backlog too small for the stall check). melody
+		// closes the connection; count it as what it is.
+		if !c.evicted.Load() {
+			r.metrics.evictions.Inc()
+		}
+		c.setReason("slow_consumer")
 	}
+}
+
+// isWriteTimeout reports whether err is a socket write that timed out.
+// gorilla hides the *net.OpError of a timeout behind an error of its own
+// that keeps only its text ("write tcp …: i/o timeout", "writev tcp …").
+func isWriteTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() && strings.HasPrefix(err.Error(), "write")
 }
 
 func (r *Router) onBinary(s *melody.Session, _ []byte) {

@@ -3,6 +3,7 @@ package routing
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -30,11 +31,17 @@ func FuzzHandshake(f *testing.F) {
 		"GET /ws",
 		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
 		"",
+		"GET /ws HTTP/1.0\r\nHost: x\r\n" + upgrade + "\r\n",
+		"GET /ws HTTP/1.1\r\n" + upgrade + "\r\n",
+		"GET /ws HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4, ::1, garbage\r\nX-Forwarded-For: 10.0.0.1\r\n" + upgrade + "\r\n",
+		"GET /ws HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n\x88\x81abcd\x03",
+		"GET /ws HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n\x89\x80abcd\x89\x80abcd\x88\xfeabcd",
 	} {
 		f.Add([]byte(s))
 	}
 	r, err := New(Config{Node: "fuzz", Store: session.NewMemoryStore(), Broker: NewMemoryHub().Broker("fuzz"),
-		Registerer: prometheus.NewRegistry(), OnlineTimeout: time.Second})
+		Registerer: prometheus.NewRegistry(), OnlineTimeout: time.Second,
+		Limits: Limits{HandshakeRate: 1e9, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}})
 	if err != nil {
 		f.Fatal(err)
 	}

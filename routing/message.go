@@ -189,24 +189,94 @@ func keyIs(key []byte, name string) bool {
 	return json.Unmarshal(key, &s) == nil && s == name
 }
 
-// parseObject checks that b is one JSON object and reads the members the
-// server needs. ok is false when b is not valid JSON or not an object.
+// parseObject checks that b is one unambiguous JSON object and reads the
+// members the server needs. ok is false when b is not valid JSON, not an
+// object, or ambiguous (see ambiguous): all are invalid_json.
 func parseObject(b []byte) (f fields, ok bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' || !json.Valid(b) {
 		return f, false
 	}
+	// Names seen so far, unescaped, to find duplicates. Most messages have
+	// a few members: a scan of this stack array costs less than a map.
+	var small [smallObject][]byte
+	var seen map[string]struct{} // past smallObject members
+	n := 0
 	for key, val := range members(b) {
-		switch {
-		case keyIs(key, "type"):
+		name := key[1 : len(key)-1]
+		escaped := bytes.IndexByte(name, '\\') >= 0
+		if escaped {
+			name = memberName(key)
+		}
+		if ambiguous(name, escaped) {
+			return f, false
+		}
+		if n < smallObject {
+			for _, s := range small[:n] {
+				if bytes.Equal(s, name) {
+					return f, false
+				}
+			}
+			small[n] = name
+		} else {
+			if seen == nil {
+				seen = make(map[string]struct{}, 2*smallObject)
+				for _, s := range small {
+					seen[string(s)] = struct{}{}
+				}
+			}
+			if _, dup := seen[string(name)]; dup {
+				return f, false
+			}
+			seen[string(name)] = struct{}{}
+		}
+		n++
+		switch string(name) {
+		case "type":
 			f.typ = val
-		case keyIs(key, "to"):
+		case "to":
 			f.to = val
-		case keyIs(key, "id"):
+		case "id":
 			f.id = val
 		}
 	}
 	return f, true
+}
+
+// ambiguityHint explains why parseObject refused b, when b is a JSON object
+// (so it was refused as ambiguous); "" otherwise.
+func ambiguityHint(b []byte) string {
+	if i := skipWS(b, 0); i < len(b) && b[i] == '{' && json.Valid(b) {
+		return ": a member name appears twice, or a protocol name (to, type, id, since, seq, token, user_id) is in another letter case or spelled with escapes"
+	}
+	return ""
+}
+
+// smallObject is the number of members parseObject checks for duplicates
+// without a map.
+const smallObject = 16
+
+// protocolNames are the member names the server reads from client messages.
+var protocolNames = [...][]byte{
+	[]byte("to"), []byte("type"), []byte("id"), []byte("since"), []byte("seq"),
+	[]byte("token"), []byte("user_id"),
+}
+
+// ambiguous reports whether a member name (unescaped) is a protocol name
+// spelled with JSON escapes or in another letter case ("TO", "Type",
+// "ſeq" with a long s, which Go's encoding/json folds to "seq"). Decoders
+// disagree on such names: Go's matches them case-insensitively, others do
+// not, so one decoder could read a private message as a broadcast.
+func ambiguous(name []byte, escaped bool) bool {
+	if len(name) > 3*len("user_id") { // no case variant is longer
+		return false
+	}
+	for _, p := range protocolNames {
+		if bytes.EqualFold(name, p) {
+			return escaped || !bytes.Equal(name, p)
+		}
+	}
+	return false
 }
 
 // stringValue decodes a raw JSON value that must be a string. ok is false

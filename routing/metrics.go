@@ -24,6 +24,8 @@ type metrics struct {
 	// pendingUnbinds counts bindings whose removal failed and is retried.
 	pendingUnbinds prometheus.Gauge
 	apiRequests    *prometheus.CounterVec // by call and HTTP status
+	evictions      prometheus.Counter
+	refusals       *prometheus.CounterVec // upgrades refused at the door, by reason
 
 	// The mailbox's (registered only when it is on).
 	mailKept       prometheus.Counter
@@ -79,6 +81,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_api_requests_total", Help: "Server API requests, by call and HTTP status.",
 		}, []string{"call", "status"}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_slow_consumers_total",
+			Help: "Connections closed as slow consumers, counted when found (the disconnect follows when the close frame is written).",
+		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_refusals_total", Help: "WebSocket upgrades refused before the handshake, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, reason := range refusalReasons {
+		m.refusals.WithLabelValues(reason)
 	}
 	m.mailKept = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "switchboard_mailbox_kept_total", Help: "Direct messages kept in a mailbox by this node.",
@@ -110,7 +122,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.users, m.received, delivered, m.errors,
-			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.pendingUnbinds, m.apiRequests)
+			m.disconnects, m.storeErrors, m.storeUp, m.brokerUp, m.routeLatency, m.publishFailed, m.pendingUnbinds, m.apiRequests,
+			m.evictions, m.refusals)
 	}
 	return m
 }
@@ -127,6 +140,9 @@ func (m *metrics) registerMailbox(reg prometheus.Registerer, mbox interface{ Dro
 	}, func() float64 { return float64(mbox.Dropped()) })
 	reg.MustRegister(m.mailKept, m.mailDuplicates, m.catchups, m.catchupSize, dropped)
 }
+
+// refusalReasons are the values of switchboard_refusals_total's reason label.
+var refusalReasons = []string{refuseMaxConnections, refuseHandshakeRate, refuseBadRequest}
 
 // disconnectReasons are the values of the reason label.
 var disconnectReasons = []string{

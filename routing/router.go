@@ -70,9 +70,19 @@ type Config struct {
 	// writer at once. Default 4. Frames beyond it wait in a per-connection
 	// backlog that exists only while needed.
 	OutboundQueue int
-	// OutboundBufferBytes is how many bytes may wait in that backlog before
-	// the connection is closed as a slow consumer (1008). Default 1 MiB.
+	// OutboundBufferBytes is how many bytes may wait in that backlog while
+	// the connection's writer makes no progress: a backlog over it with no
+	// frame written for OutboundStall closes the connection as a slow
+	// consumer (1008). A client that keeps reading is not closed however
+	// far it falls behind, up to OutboundMaxBytes. Default 1 MiB.
 	OutboundBufferBytes int
+	// OutboundStall is how long a backlog over OutboundBufferBytes may wait
+	// without the writer finishing a frame. Default 2s.
+	OutboundStall time.Duration
+	// OutboundMaxBytes caps the backlog of a connection that reads, but
+	// more slowly than it is sent to: over it, it is a slow consumer too.
+	// Default 64 MiB, five bursts of RATE_BURST messages of 64 KiB.
+	OutboundMaxBytes int
 	// WriteWait bounds one socket write. Default 10s.
 	WriteWait time.Duration
 	// PongWait is how long a connection may stay silent (no pong) before it
@@ -87,6 +97,8 @@ type Config struct {
 	// mailbox is off (MAILBOX=false): a direct message to a user with no
 	// connection gets user_offline, and nothing carries a seq.
 	Mailbox session.Mailbox
+	// Limits refuse upgrades at the door (see Limits). Default: none.
+	Limits Limits
 	// Events receives user.online, user.offline and undelivered direct
 	// messages (webhooks). Default: none.
 	Events Events
@@ -129,6 +141,13 @@ func (c *Config) setDefaults() {
 	if c.OutboundBufferBytes <= 0 {
 		c.OutboundBufferBytes = 1 << 20
 	}
+	if c.OutboundStall <= 0 {
+		c.OutboundStall = 2 * time.Second
+	}
+	if c.OutboundMaxBytes <= 0 {
+		c.OutboundMaxBytes = 64 << 20
+	}
+	c.OutboundMaxBytes = max(c.OutboundMaxBytes, c.OutboundBufferBytes)
 	if c.WriteWait <= 0 {
 		c.WriteWait = 10 * time.Second
 	}
@@ -162,6 +181,8 @@ type Router struct {
 	// queueLimit is cfg.OutboundQueue as the type Conn counts in.
 	queueLimit int32
 	anyOrig    bool
+	epoch      time.Time // see clock
+	door       *door     // cfg.Limits' state
 
 	sessions sync.Map // *melody.Session → *Conn
 
@@ -239,6 +260,8 @@ func New(cfg Config) (*Router, error) {
 		r.metrics.registerMailbox(cfg.Registerer, cfg.Mailbox)
 	}
 	r.queueLimit = int32(cfg.OutboundQueue)
+	r.epoch = time.Now()
+	r.door = newDoor(cfg.Limits)
 	r.storeOK.Store(true)
 	r.m = r.newMelody()
 	return r, nil
@@ -342,6 +365,12 @@ func (r *Router) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// clock returns the milliseconds since the router was made, wrapping after
+// 49 days: differences of clock values are right for shorter intervals.
+func (r *Router) clock() uint32 {
+	return uint32(time.Since(r.epoch).Milliseconds())
 }
 
 // heartbeatEvery is how often the node refreshes its heartbeat: a third of

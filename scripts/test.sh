@@ -40,5 +40,6 @@ fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-15s}" "$1"; }
 fuzz ./routing FuzzParseStamp
 fuzz ./routing FuzzAPIMessage
 fuzz ./routing FuzzHandshake
+fuzz ./routing FuzzSequence
 fuzz ./auth FuzzVerify
 echo "==> all tests passed"

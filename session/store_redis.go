@@ -104,7 +104,9 @@ type RedisOptions struct {
 //     work; the user-entry script above is what makes each binding returned
 //     exactly once even if the lock expires mid-way.
 //   - Restore creates each conn hash only if it is absent (a single-key
-//     script), then writes the other entries of the bindings it created.
+//     script), then writes the other entries of the bindings it created and
+//     of those it found already there as given (what an interrupted Restore
+//     left); the entry scripts add nothing that is present.
 //
 // The store does not own the client: Close leaves it open for whoever
 // created it (it may be shared with the broker), who closes it.

@@ -30,10 +30,15 @@ var (
 	actionAddScript    = redis.NewScript(luaActionAdd)
 	actionRemoveScript = redis.NewScript(luaActionRemove)
 
-	// KEYS: conn hash. ARGV: its field/value pairs. Writes it if absent;
-	// returns 1 if it did.
+	// KEYS: conn hash. ARGV: its field/value pairs (connFields). Writes it
+	// if absent and returns 1; returns 2 if present with the same user,
+	// action and node, 0 if present with others.
 	connCreateScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local f = redis.call('HMGET', KEYS[1], 'user_id', 'action', 'node')
+  if f[1] == ARGV[2] and f[2] == ARGV[4] and f[3] == ARGV[6] then return 2 end
+  return 0
+end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 `)
@@ -365,10 +370,15 @@ func (s *RedisStore) restoreCluster(ctx context.Context, bs []Binding) error {
 	if err != nil {
 		return err
 	}
+	// The user and action entries of the bindings whose conn hash was
+	// created now, and of those whose conn hash was already there as b: a
+	// Restore interrupted after the step above (a cluster still coming up
+	// answers CLUSTERDOWN for some slots) left conn hashes without them.
+	// Both scripts add nothing that is present.
 	return s.rt(ctx, func(ctx context.Context) error {
 		pipe := s.c.Pipeline()
 		for i, b := range bs {
-			if n, _ := created[i].Int(); n == 1 {
+			if n, _ := created[i].Int(); n == 1 || n == 2 {
 				s.userAdd(ctx, pipe, b, -1)
 				s.actionAdd(ctx, pipe, b)
 			}

@@ -423,3 +423,44 @@ func TestRedisStoreRestart(t *testing.T) {
 		t.Fatalf("RemoveNode = %v, %v; want 4 bindings", rs, err)
 	}
 }
+
+// TestRedisBindRollback: a Bind that times out while Redis is stalled
+// (its script runs once Redis wakes up) leaves no binding behind: Bind
+// removes what it may have written before returning its error.
+func TestRedisBindRollback(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := newRedisStore(t, srv.URL(), RedisOptions{Timeout: 300 * time.Millisecond})
+	ctx := t.Context()
+	heartbeat(t, s, "n1", time.Minute)
+	stalled := make(chan error, 1)
+	go func() {
+		// A client of its own: the store's would wait for the stall too.
+		_, err := srv.Do("DEBUG", "SLEEP", "1")
+		stalled <- err
+	}()
+	// The stall has begun once PING times out.
+	waitFor(t, "Redis to stall", func() bool {
+		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		return s.Ping(pctx) != nil
+	})
+	_, err := s.Bind(ctx, Binding{ConnID: "c1", UserID: "u", Action: "a", Node: "n1"})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Bind during a stall: err = %v, want ErrUnavailable", err)
+	}
+	if err := <-stalled; err != nil {
+		t.Fatal(err)
+	}
+	rdb := srv.Client()
+	waitFor(t, "the rollback to run", func() bool {
+		return rdb.Exists(ctx, s.connKey("c1")).Val() == 0 && rdb.Exists(ctx, s.userKey("u")).Val() == 0
+	})
+	// And stays gone: nothing queued behind the stall writes it again.
+	if _, err := s.Get(ctx, "c1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after a failed Bind: %v, want ErrNotFound", err)
+	}
+	if n, err := s.CountUser(ctx, "a", "u"); err != nil || n != 0 {
+		t.Fatalf("CountUser after a failed Bind = %d, %v; want 0", n, err)
+	}
+}

@@ -327,6 +327,9 @@ func TestAPIDisconnect(t *testing.T) {
 		expectAPIError(t, adminCall(t, n, "DELETE", "/api/connections/"+id1, ""), http.StatusNotFound, "a closed connection")
 		expectAPIError(t, adminCall(t, n, "DELETE", "/api/connections/AAAAAAAAAAAAAAAA", ""), http.StatusNotFound, "an unknown connection")
 		a2.ws.Close()
+		waitFor(t, 5*time.Second, "alice's last binding to go", func() bool {
+			return len(mustCall(t, n, "GET", "/api/users/alice", "")["connections"].([]any)) == 0
+		})
 	})
 
 	t.Run("user", func(t *testing.T) {

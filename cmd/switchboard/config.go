@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -76,6 +78,14 @@ var options = []option{
 	{name: "dedup-window", def: "5m", usage: "a direct message whose id repeats within this time is neither kept nor delivered again"},
 	{name: "mailbox-memory-limit", def: "268435456", usage: "in-memory mode: bytes all mailboxes keep in total (a message counts its size plus 64); the oldest go first"},
 
+	// Protection of a public deployment (docs/operations.md); parsed by parseLimits.
+	{name: "outbound-stall", def: "2s", usage: "a connection whose backlog is over OUTBOUND_BUFFER_BYTES and whose socket took no frame for this long is closed as a slow consumer", check: positiveDuration, example: "2s"},
+	{name: "outbound-max-bytes", def: "67108864", usage: "backlog at which even a connection that reads is closed as a slow consumer (it reads more slowly than it is sent to)", check: intAtLeast(1), example: "67108864"},
+	{name: "max-connections", def: "0", usage: "WebSocket connections per node; beyond it upgrades get 503 with Retry-After (0: no cap)", check: intAtLeast(0), example: "50000"},
+	{name: "handshake-rate", def: "0", usage: "WebSocket upgrades per second per client IP; beyond it 429 with Retry-After (0: off)", check: nonNegativeFloat, example: "2"},
+	{name: "handshake-burst", def: "0", usage: "burst of upgrades per client IP (0: twice HANDSHAKE_RATE)", check: intAtLeast(0), example: "10"},
+	{name: "trusted-proxies", def: "", usage: "comma-separated CIDRs of proxies whose X-Forwarded-For gives the client IP", check: cidrList, example: "10.0.0.0/8,fd00::/8"},
+
 	// Webhooks (docs/webhooks.md; parsed in config_webhook.go).
 	{name: "webhook-url", def: "", usage: "URL that receives user.online, user.offline and message.undelivered events (Standard Webhooks); empty: off", check: httpURL, example: "https://backend.example.com/switchboard/events"},
 	{name: "webhook-secret", def: "", usage: "whsec_ followed by the base64 of the signing key; required with WEBHOOK_URL", check: webhookSecret, example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
@@ -137,8 +147,55 @@ type config struct {
 	DedupWindow        time.Duration
 	MailboxMemoryLimit int64
 
+	// Protection of a public deployment.
+	limitsConfig
+
 	// Webhooks.
 	Webhook webhookConfig
+}
+
+// limitsConfig holds the options that protect a public deployment.
+type limitsConfig struct {
+	OutboundStall    time.Duration
+	OutboundMaxBytes int
+	MaxConnections   int
+	HandshakeRate    float64
+	HandshakeBurst   int
+	TrustedProxies   []netip.Prefix
+}
+
+// parseLimits reads the limitsConfig options.
+func parseLimits(p *parser) limitsConfig {
+	l := limitsConfig{
+		OutboundStall:    p.duration("outbound-stall"),
+		OutboundMaxBytes: p.int("outbound-max-bytes"),
+		MaxConnections:   p.count("max-connections"),
+		HandshakeRate:    p.floatOrZero("handshake-rate"),
+		HandshakeBurst:   p.count("handshake-burst"),
+	}
+	ps, err := parseCIDRs(p.get("trusted-proxies"))
+	if err != nil {
+		p.fail("trusted-proxies", p.get("trusted-proxies"), err)
+	}
+	l.TrustedProxies = ps
+	return l
+}
+
+// parseCIDRs reads a comma-separated list of CIDRs or single addresses.
+func parseCIDRs(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range splitList(v) {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s) // a single address is its own /32 or /128
+			if aerr != nil {
+				return nil, errors.New("want CIDRs such as 10.0.0.0/8, or addresses")
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, pfx.Masked())
+	}
+	return out, nil
 }
 
 // errHelp: --help was asked for and printed.
@@ -247,6 +304,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	c.MailboxTTL = p.duration("mailbox-ttl")
 	c.DedupWindow = p.duration("dedup-window")
 	c.MailboxMemoryLimit = int64(p.int("mailbox-memory-limit"))
+	c.limitsConfig = parseLimits(&p)
 	c.Webhook = parseWebhook(&p)
 	if p.err != nil {
 		return config{}, p.err
@@ -290,6 +348,15 @@ func (p *parser) int(name string) int {
 		p.fail(name, v, errors.New("want a positive integer"))
 	}
 	return n
+}
+
+func (p *parser) floatOrZero(name string) float64 {
+	v := p.get(name)
+	if err := nonNegativeFloat(v); err != nil {
+		p.fail(name, v, err)
+	}
+	f, _ := strconv.ParseFloat(v, 64)
+	return f
 }
 
 func (p *parser) float(name string) float64 {
@@ -345,6 +412,18 @@ func intAtLeast(min int) func(string) error {
 		}
 		return nil
 	}
+}
+
+func nonNegativeFloat(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return errors.New("want a non-negative number (0: off)")
+	}
+	return nil
+}
+
+func cidrList(v string) error {
+	_, err := parseCIDRs(v)
+	return err
 }
 
 func positiveFloat(v string) error {

@@ -47,6 +47,7 @@ func startNode(t testing.TB, args ...string) *testNode {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &testNode{t: t, s: s, url: "http://" + s.Addr(), cancel: cancel, done: make(chan error, 1)}
+	runningNodes.Add(1)
 	go func() { n.done <- s.Run(ctx) }()
 	t.Cleanup(n.stop)
 	waitFor(t, 5*time.Second, "healthz", func() bool {
@@ -72,6 +73,7 @@ func (n *testNode) stop() {
 		if err != nil {
 			n.t.Errorf("server: %v", err)
 		}
+		nodeStopped(n.t) // leak_test.go
 	case <-time.After(15 * time.Second):
 		n.t.Errorf("server did not stop within 15s")
 	}

@@ -145,9 +145,17 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		OutboundQueue:       cfg.OutboundQueue,
 		OutboundBufferBytes: cfg.OutboundBufferBytes,
 		Mailbox:             s.mailbox,
-		Events:              events,
-		Registerer:          reg,
-		Logger:              log,
+		OutboundStall:       cfg.OutboundStall,
+		OutboundMaxBytes:    cfg.OutboundMaxBytes,
+		Limits: routing.Limits{
+			MaxConnections: cfg.MaxConnections,
+			HandshakeRate:  cfg.HandshakeRate,
+			HandshakeBurst: cfg.HandshakeBurst,
+			TrustedProxies: cfg.TrustedProxies,
+		},
+		Events:     events,
+		Registerer: reg,
+		Logger:     log,
 	})
 	if err != nil {
 		return nil, err

@@ -97,6 +97,7 @@ func startNodeLogged(t *testing.T, args ...string) (*testNode, *syncBuffer) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &testNode{t: t, s: s, url: "http://" + s.Addr(), cancel: cancel, done: make(chan error, 1)}
+	runningNodes.Add(1) // leak_test.go
 	go func() { n.done <- s.Run(ctx) }()
 	t.Cleanup(n.stop)
 	waitFor(t, 10*time.Second, "the start-up log line", func() bool { return strings.Contains(logs.String(), "switchboard listening") })

@@ -50,7 +50,8 @@ type Server struct {
 }
 
 // Start runs a private redis-server on a free loopback port and returns
-// once it answers PING. The server is killed when the test ends. A missing
+// once it answers PING. DEBUG is enabled for local connections, so tests can
+// stall the server with DEBUG SLEEP. The server is killed when the test ends. A missing
 // redis-server binary fails the test.
 func Start(t testing.TB) *Server {
 	t.Helper()
@@ -106,6 +107,8 @@ func (s *Server) startOn(port int) error {
 		"--appendonly", "no",
 		"--dir", dir,
 		"--logfile", "",
+		// DEBUG SLEEP stalls the server in fault tests; loopback only.
+		"--enable-debug-command", "local",
 	}
 	args = append(args, s.extra...)
 	logPath := filepath.Join(dir, "redis.log")
