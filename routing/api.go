@@ -75,7 +75,9 @@ func (r *Router) PublishSeq(ctx context.Context, action, to string, obj []byte) 
 			}
 			head = mailHead(payload)
 		}
-		res := r.routeDirect(ctx, nil, direct{e: e, id: id, head: head})
+		d := direct{e: e, id: id, head: head}
+		res := r.routeDirect(ctx, nil, d)
+		r.directUndelivered(nil, d, res) // Events hook
 		return res.delivered, res.seq, res.err
 	}
 	if r.mbox != nil {

@@ -182,6 +182,7 @@ func (r *Router) onDisconnect(s *melody.Session) {
 		r.metrics.storeErrors.Inc()
 		r.addPending(c.id)
 	case removed.Last:
+		r.userOffline(c.user, c.action) // Events hook
 		r.sendPresenceEvent(ctx, "leave", c.user, c.action, "")
 	}
 	r.log.Debug("connection closed", "conn", c.id, "reason", reasonLabel(reason))
@@ -483,6 +484,7 @@ func (r *Router) online(c *Conn, b []byte) {
 		c.setExpiry(exp)
 	}
 	if first {
+		r.userOnline(c.binding()) // Events hook
 		r.sendPresenceEvent(ctx, "join", user, action, c.id)
 	}
 	r.log.Debug("connection online", "conn", c.id, "action", action)

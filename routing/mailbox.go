@@ -54,6 +54,7 @@ type directResult struct {
 	delivered int
 	seq       int64
 	dup       bool
+	blocked   bool // the recipient blocks the sender: it looks undelivered, and is not
 	err       error
 }
 
@@ -67,7 +68,10 @@ func (r *Router) directFrom(c *Conn, to string, out, id []byte) directResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
 	defer cancel()
-	return r.routeDirect(ctx, c, direct{e: e, sender: c.user, id: canonicalID(id), head: head})
+	d := direct{e: e, sender: c.user, id: canonicalID(id), head: head}
+	res := r.routeDirect(ctx, c, d)
+	r.directUndelivered(c, d, res) // Events hook
+	return res
 }
 
 // routeDirect keeps d in its recipient's mailbox (when it is on) and
@@ -144,7 +148,7 @@ func (r *Router) publishDirect(ctx context.Context, dp DirectPublisher, c *Conn,
 		// rewritten its bindings yet (see othersRestoring).
 		err = fmt.Errorf("%w: other nodes may still be rewriting their bindings", ErrBrokerUnavailable)
 	}
-	res := directResult{delivered: dd.Reached, seq: dd.Seq, dup: dd.Dup, err: err}
+	res := directResult{delivered: dd.Reached, seq: dd.Seq, dup: dd.Dup, blocked: dd.Blocked, err: err}
 	switch {
 	case errors.Is(err, ErrNotSent):
 		// Redis is out of reach: delivery between connections of this
@@ -178,11 +182,11 @@ func unkept(head []byte) []byte {
 // seq, above the mailbox's numbers and growing with each such message).
 func (r *Router) blockedResult(ctx context.Context, d direct) directResult {
 	if r.mbox == nil {
-		return directResult{}
+		return directResult{blocked: true}
 	}
 	latest, err := r.mbox.Latest(ctx, d.e.User, d.e.Action)
 	if err != nil {
-		return directResult{err: err}
+		return directResult{blocked: true, err: err}
 	}
 	r.blockSeqMu.Lock()
 	defer r.blockSeqMu.Unlock()
@@ -191,7 +195,7 @@ func (r *Router) blockedResult(ctx context.Context, d direct) directResult {
 	}
 	k := [3]string{d.e.User, d.e.Action, d.sender}
 	r.blockSeq[k]++
-	return directResult{seq: latest + r.blockSeq[k]}
+	return directResult{seq: latest + r.blockSeq[k], blocked: true}
 }
 
 // mailHead turns a stamped frame into the head Mailbox.Append takes: the

@@ -99,6 +99,9 @@ type Config struct {
 	Mailbox session.Mailbox
 	// Limits refuse upgrades at the door (see Limits). Default: none.
 	Limits Limits
+	// Events receives user.online, user.offline and undelivered direct
+	// messages (webhooks). Default: none.
+	Events Events
 	// Registerer receives the Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// Logger receives logs. Default: text to stderr at Warn level, so that
@@ -322,6 +325,7 @@ func (r *Router) Prepare(ctx context.Context) {
 	if len(removed) > 0 {
 		r.log.Info("removed bindings left by a previous process of this node", "bindings", len(removed))
 	}
+	r.usersOffline(removed) // Events hook
 	for _, b := range removed {
 		if b.Last {
 			r.sendPresenceEvent(ctx, "leave", b.UserID, b.Action, "")
@@ -531,6 +535,7 @@ func (r *Router) retryPending(ctx context.Context) {
 		}
 		done++
 		if err == nil && removed.Last {
+			r.userOffline(removed.UserID, removed.Action) // Events hook
 			r.sendPresenceEvent(ctx, "leave", removed.UserID, removed.Action, "")
 		}
 	}
@@ -564,6 +569,7 @@ func (r *Router) reap(ctx context.Context) {
 	if len(removed) > 0 {
 		r.log.Info("removed bindings of dead nodes", "bindings", len(removed))
 	}
+	r.usersOffline(removed) // Events hook
 	r.sendLeaves(ctx, removed)
 }
 
@@ -728,6 +734,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(rctx, r.cfg.StoreTimeout)
 	removed, rerr := r.store.RemoveNode(sctx, r.node)
 	cancel()
+	r.usersOffline(removed) // Events hook
 	r.sendFinalLeaves(rctx, removed)
 	return errors.Join(err, rerr)
 }

@@ -85,6 +85,14 @@ var options = []option{
 	{name: "handshake-rate", def: "0", usage: "WebSocket upgrades per second per client IP; beyond it 429 with Retry-After (0: off)", check: nonNegativeFloat, example: "2"},
 	{name: "handshake-burst", def: "0", usage: "burst of upgrades per client IP (0: twice HANDSHAKE_RATE)", check: intAtLeast(0), example: "10"},
 	{name: "trusted-proxies", def: "", usage: "comma-separated CIDRs of proxies whose X-Forwarded-For gives the client IP", check: cidrList, example: "10.0.0.0/8,fd00::/8"},
+
+	// Webhooks (docs/webhooks.md; parsed in config_webhook.go).
+	{name: "webhook-url", def: "", usage: "URL that receives user.online, user.offline and message.undelivered events (Standard Webhooks); empty: off", check: httpURL, example: "https://backend.example.com/switchboard/events"},
+	{name: "webhook-secret", def: "", usage: "whsec_ followed by the base64 of the signing key; required with WEBHOOK_URL", check: webhookSecret, example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+	{name: "webhook-timeout", def: "5s", usage: "time the receiver has to answer one attempt", check: positiveDuration, example: "5s"},
+	{name: "webhook-retry-for", def: "10m", usage: "how long an event is retried, from its first attempt, before it is dropped", check: positiveDuration, example: "10m"},
+	{name: "webhook-queue-limit", def: "100000", usage: "events queued at most (cluster-wide with Redis); beyond it the oldest are dropped", check: intAtLeast(1), example: "100000"},
+	{name: "webhook-offline-delay", def: "5s", usage: "user.offline waits this long for the user to come back; a return within it emits nothing", check: positiveDuration, example: "5s"},
 }
 
 func (o option) envName() string {
@@ -141,6 +149,9 @@ type config struct {
 
 	// Protection of a public deployment.
 	limitsConfig
+
+	// Webhooks.
+	Webhook webhookConfig
 }
 
 // limitsConfig holds the options that protect a public deployment.
@@ -294,6 +305,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	c.DedupWindow = p.duration("dedup-window")
 	c.MailboxMemoryLimit = int64(p.int("mailbox-memory-limit"))
 	c.limitsConfig = parseLimits(&p)
+	c.Webhook = parseWebhook(&p)
 	if p.err != nil {
 		return config{}, p.err
 	}
@@ -614,6 +626,7 @@ func usage(w io.Writer) {
 Usage:
   switchboard [options]            run the server
   switchboard token [options]      mint an HS256 token for local development (see: switchboard token --help)
+  switchboard webhook test         send a signed test event to WEBHOOK_URL and show the answer
   switchboard --version            print the version
   switchboard --help               print this help
 

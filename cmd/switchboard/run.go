@@ -17,9 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/auth"
 	"github.com/switchboard/switchboard/routing"
+	"github.com/switchboard/switchboard/routing/webhook"
 	"github.com/switchboard/switchboard/session"
 	"github.com/switchboard/switchboard/web"
 )
@@ -31,6 +33,9 @@ var errVersion = errors.New("version requested")
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "token" {
 		return runToken(args[1:], getenv, stdout)
+	}
+	if len(args) > 1 && args[0] == "webhook" && args[1] == "test" {
+		return runWebhookTest(ctx, args[2:], getenv, stdout, stderr)
 	}
 	cfg, err := parseConfig(args, getenv, stdout)
 	switch {
@@ -76,7 +81,9 @@ type server struct {
 	store    session.Store
 	mailbox  session.Mailbox // nil with MAILBOX=false
 	broker   routing.Broker
-	closers  []func() error // run after the router has shut down, in order
+	closers  []func() error        // run after the router has shut down, in order
+	redis    redis.UniversalClient // nil in memory mode
+	webhook  *webhook.Sender       // nil without WEBHOOK_URL
 	verifier *auth.Verifier
 	router   *routing.Router
 	http     *http.Server
@@ -113,6 +120,13 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var events routing.Events // stays a nil interface without webhooks
+	if cfg.Webhook.URL != "" {
+		if s.webhook, err = s.newWebhook(reg); err != nil {
+			return nil, err
+		}
+		events = s.webhook
+	}
 	s.router, err = routing.New(routing.Config{
 		Node:                cfg.NodeID,
 		Store:               s.store,
@@ -139,6 +153,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 			HandshakeBurst: cfg.HandshakeBurst,
 			TrustedProxies: cfg.TrustedProxies,
 		},
+		Events:     events,
 		Registerer: reg,
 		Logger:     log,
 	})
@@ -230,6 +245,7 @@ func (s *server) openStore() error {
 		return err
 	}
 	s.closers = append(s.closers, client.Close)
+	s.redis = client
 	return nil
 }
 
@@ -294,8 +310,14 @@ func (s *server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	s.router.Prepare(ctx)
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { s.logErr("router", s.router.Run(bg)); done <- struct{}{} }()
+	go func() {
+		if s.webhook != nil { // stops after the router's last user.offline events (bg ends after Shutdown)
+			s.logErr("webhooks", s.webhook.Run(bg))
+		}
+		done <- struct{}{}
+	}()
 	go func() {
 		if s.verifier.Enabled() {
 			s.logErr("auth", s.verifier.Run(bg))
@@ -333,6 +355,7 @@ func (s *server) Run(ctx context.Context) error {
 	}
 	rerr := s.router.Shutdown(sctx)
 	stopBG()
+	<-done
 	<-done
 	<-done
 	var cerr error

@@ -1,0 +1,6 @@
+-- Gives a partition's lease up if the node holds it.
+-- KEYS[1] lease; ARGV: node.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
