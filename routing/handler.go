@@ -435,9 +435,11 @@ func (r *Router) online(c *Conn, b []byte) {
 		c.state.Store(stateClosed)
 		switch {
 		case errors.Is(err, session.ErrTooManyConnections):
+			r.metrics.refusals.WithLabelValues(refuseTooManyConnections).Inc()
 			c.setReason(CodeTooManyConnections)
 			c.closeWithError(CodeTooManyConnections, policy)
 		case errors.Is(err, session.ErrBanned):
+			r.metrics.refusals.WithLabelValues(refuseBanned).Inc()
 			c.setReason(CodeBanned)
 			c.closeWithError(CodeBanned, policy)
 		default:

@@ -42,6 +42,9 @@ const (
 	refuseMaxConnections = "max_connections"
 	refuseHandshakeRate  = "handshake_rate"
 	refuseBadRequest     = "bad_request" // HTTP/1.0, or no Host
+	// At online, after the handshake (SPEC section 12).
+	refuseTooManyConnections = CodeTooManyConnections
+	refuseBanned             = CodeBanned
 )
 
 // retryAfterFull is the Retry-After of a node at MaxConnections, in seconds:

@@ -86,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Connections closed as slow consumers, counted when found (the disconnect follows when the close frame is written).",
 		}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_refusals_total", Help: "WebSocket upgrades refused before the handshake, by reason.",
+			Name: "switchboard_refusals_total", Help: "Connections refused, by reason: at the door, before the WebSocket handshake (max_connections, handshake_rate, bad_request), or at online (too_many_connections, banned).",
 		}, []string{"reason"}),
 	}
 	for _, reason := range refusalReasons {
@@ -142,7 +142,7 @@ func (m *metrics) registerMailbox(reg prometheus.Registerer, mbox interface{ Dro
 }
 
 // refusalReasons are the values of switchboard_refusals_total's reason label.
-var refusalReasons = []string{refuseMaxConnections, refuseHandshakeRate, refuseBadRequest}
+var refusalReasons = []string{refuseMaxConnections, refuseHandshakeRate, refuseBadRequest, refuseTooManyConnections, refuseBanned}
 
 // disconnectReasons are the values of the reason label.
 var disconnectReasons = []string{

@@ -261,6 +261,27 @@ func (c *client) expectEvent(typ, user string) {
 	}
 }
 
+// expectEvents reads len(users) events of type typ, one for each user, in
+// any order.
+func (c *client) expectEvents(typ string, users ...string) {
+	c.t.Helper()
+	want := make(map[string]bool, len(users))
+	for _, u := range users {
+		want[u] = true
+	}
+	for range users {
+		m, err := c.read(5 * time.Second)
+		if err != nil {
+			c.t.Fatalf("%s: read: %v", c.name, err)
+		}
+		u, _ := m["user_id"].(string)
+		if m["type"] != typ || !want[u] {
+			c.t.Fatalf("%s: got %v, want %s of one of %v", c.name, m, typ, users)
+		}
+		delete(want, u)
+	}
+}
+
 // expectClose reads until the connection closes and checks the close code.
 func (c *client) expectClose(code int) {
 	c.t.Helper()

@@ -165,6 +165,10 @@ func TestBlock(t *testing.T) {
 			if m := alice.expect("message"); m["text"] != "to all" {
 				t.Fatalf("alice got %v, want the broadcast only", m)
 			}
+			// Nothing of the blocked sender is kept in alice's mailbox either.
+			if mb := mustCall(t, ns[0], "GET", "/api/users/alice/mailbox?action=chat", ""); fmt.Sprint(mb["messages"]) != "[]" {
+				t.Fatalf("alice's mailbox holds %v, want nothing", mb["messages"])
+			}
 			// Through the API too, and unblocking lets messages through again.
 			if b := mustCall(t, ns[0], "GET", "/api/users/alice/blocks", ""); fmt.Sprint(b["blocks"]) != "[mallory]" {
 				t.Errorf("GET blocks = %v", b)
