@@ -47,7 +47,7 @@ func (r *Router) Publish(ctx context.Context, action, to string, obj []byte) (in
 }
 
 // PublishSeq is Publish that also returns the number the message was kept
-// with in the recipient's mailbox (SPEC section 10): with the mailbox on
+// with in the recipient's mailbox (docs/protocol.md, "The mailbox"): with the mailbox on
 // and to set, the message is kept before it is delivered, and carries
 // `seq`. An `id` in obj (a string of at most 64 characters or an integer)
 // makes a resend within the dedup window neither kept nor delivered again:

@@ -32,7 +32,7 @@ type RedisBrokerConfig struct {
 	// ProbeInterval is how often the node publishes a probe to itself to
 	// check that its subscription still delivers. Default 2s.
 	ProbeInterval time.Duration
-	// Mailbox keeps direct messages (SPEC section 10): PublishDirect appends
+	// Mailbox keeps direct messages (docs/protocol.md, "The mailbox"): PublishDirect appends
 	// to it in the same script that routes. Default nil: no mailbox.
 	Mailbox *session.RedisMailbox
 	// Logger receives state changes (never per message). Default: warnings

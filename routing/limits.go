@@ -42,7 +42,7 @@ const (
 	refuseMaxConnections = "max_connections"
 	refuseHandshakeRate  = "handshake_rate"
 	refuseBadRequest     = "bad_request" // HTTP/1.0, or no Host
-	// At online, after the handshake (SPEC section 12).
+	// At online, after the handshake (docs/operations.md, "Protecting a public deployment").
 	refuseTooManyConnections = CodeTooManyConnections
 	refuseBanned             = CodeBanned
 )

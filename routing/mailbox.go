@@ -1,6 +1,6 @@
 package routing
 
-// The mailbox (SPEC section 10): direct messages are kept in the
+// The mailbox (docs/protocol.md, "The mailbox"): direct messages are kept in the
 // recipient's mailbox and numbered with `seq`; a connection that comes back
 // catches up from `since`, then gets live messages, with no gap and no
 // duplicate at the seam.
@@ -109,7 +109,7 @@ func (r *Router) routeDirect(ctx context.Context, c *Conn, d direct) directResul
 	}
 	if err != nil {
 		// Not kept (the store is down): delivery between connections of
-		// this node goes on, without a seq (SPEC section 6); the sender
+		// this node goes on, without a seq (docs/cluster.md); the sender
 		// gets unavailable.
 		r.metrics.storeErrors.Inc()
 		d.e.Payload = unkept(d.head)
@@ -152,7 +152,7 @@ func (r *Router) publishDirect(ctx context.Context, dp DirectPublisher, c *Conn,
 	switch {
 	case errors.Is(err, ErrNotSent):
 		// Redis is out of reach: delivery between connections of this
-		// node goes on (SPEC section 6), without a seq (the message is not
+		// node goes on (docs/cluster.md), without a seq (the message is not
 		// kept) and without the block check (blocks are in the store).
 		d.e.Payload = d.head
 		if r.mbox != nil {

@@ -28,7 +28,7 @@ const (
 	CodeRateLimited       = "rate_limited"
 	CodeUnavailable       = "unavailable"
 	CodeInternal          = "internal"
-	// SPEC section 12.
+	// Limits and moderation (docs/operations.md).
 	CodeTooManyConnections = "too_many_connections"
 	CodeBanned             = "banned"
 )

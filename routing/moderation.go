@@ -1,6 +1,6 @@
 package routing
 
-// Bans and blocks (SPEC section 12): Router methods behind the server API
+// Bans and blocks (docs/operations.md, "Protecting a public deployment"): Router methods behind the server API
 // and the client requests block, unblock and blocks.
 
 import (

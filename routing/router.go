@@ -91,8 +91,8 @@ type Config struct {
 	// StoreTimeout bounds each store operation done for a connection.
 	// Default 5s.
 	StoreTimeout time.Duration
-	// Mailbox keeps direct messages for recipients who are away (SPEC
-	// section 10): every direct message is appended to it and numbered
+	// Mailbox keeps direct messages for recipients who are away
+	// (docs/protocol.md, "The mailbox"): every direct message is appended to it and numbered
 	// with `seq`, and `online` may catch up with `since`. Default nil: the
 	// mailbox is off (MAILBOX=false): a direct message to a user with no
 	// connection gets user_offline, and nothing carries a seq.

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Defaults of a mailbox's retention (SPEC section 10).
+// Defaults of a mailbox's retention (docs/protocol.md, "The mailbox").
 const (
 	DefaultMailboxSize  = 1000
 	DefaultMailboxTTL   = 168 * time.Hour
@@ -41,8 +41,8 @@ type Page struct {
 	Gap bool
 }
 
-// Mailbox keeps the direct messages of each user and action (SPEC section
-// 10), numbered 1, 2, 3, … per mailbox. Numbers never restart while the
+// Mailbox keeps the direct messages of each user and action
+// (docs/protocol.md, "The mailbox"), numbered 1, 2, 3, … per mailbox. Numbers never restart while the
 // mailbox's record lives (not after expiry, not after Erase); a caller
 // whose `since` is beyond Latest sees Gap and gets the mailbox from its
 // start. Implementations are safe for concurrent use; the ones that reach

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Ban is a user's ban (SPEC section 12): while it lasts, the user cannot
+// Ban is a user's ban (docs/operations.md, "Protecting a public deployment"): while it lasts, the user cannot
 // go online.
 type Ban struct {
 	Until  time.Time // when it ends

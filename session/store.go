@@ -83,7 +83,7 @@ type Store interface {
 	Restore(ctx context.Context, bs []Binding) error
 	// RemoveNode deletes node's heartbeat and all its bindings, returning them.
 	RemoveNode(ctx context.Context, node string) ([]Removed, error)
-	// Bans and blocks (SPEC section 12).
+	// Bans and blocks (docs/operations.md, "Protecting a public deployment").
 	Moderation
 
 	// Ping checks that the store answers.

@@ -516,7 +516,7 @@ function clearUnreadMarks(c) {
   for (const i of c.items) i.el.classList.remove("unread");
 }
 
-// markRead moves the server's read cursor (SPEC 10) once no private
+// markRead moves the server's read cursor (docs/protocol.md, the mailbox) once no private
 // conversation has unread messages and the page is seen.
 function markRead() {
   if (!client || client.state !== "online" || document.hidden) return;
