@@ -146,7 +146,7 @@ export class SwitchboardClient extends EventTarget {
     this._idPrefix = Math.random().toString(36).slice(2, 10) + "-";
     this._nextId = 1;
     this._seq = this._loadSeq();
-    this._mailbox = false; // the server numbers direct messages (SPEC 10)
+    this._mailbox = false; // the server numbers direct messages (the mailbox, docs/protocol.md)
     this._outbox = new Map(); // id -> entry, in send order
     this._onOnline = () => {
       if (this.state === "reconnecting") this.reconnect();
