@@ -93,6 +93,10 @@ func (r *Router) PublishSeq(ctx context.Context, action, to string, obj []byte) 
 // the envelope (dead, or their subscription lost); the others took it.
 var errUnreachable = errors.New("recipients on unreachable nodes")
 
+// errStoreNotReady: the store is out of reach or this node is rewriting its
+// bindings; nothing was sent.
+var errStoreNotReady = fmt.Errorf("%w: %w: store unavailable or rewriting bindings", ErrBrokerUnavailable, ErrNotSent)
+
 // publish hands e to the other nodes holding its target and returns how
 // many connections there took it. Connections that the store lists on
 // nodes that could not take it (dead, or their subscription lost) make it
@@ -103,7 +107,7 @@ var errUnreachable = errors.New("recipients on unreachable nodes")
 func (r *Router) publish(ctx context.Context, e *Envelope) (int, error) {
 	if !r.storeOK.Load() {
 		r.metrics.publishFailed.Inc()
-		return 0, fmt.Errorf("%w: store unavailable or rewriting bindings", ErrBrokerUnavailable)
+		return 0, errStoreNotReady
 	}
 	d, err := r.broker.Publish(ctx, e)
 	if err == nil && d.Missed > 0 {

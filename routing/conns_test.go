@@ -13,7 +13,7 @@ import (
 
 // newConnTestNode runs a Router behind an httptest server and returns it
 // with its WebSocket URL.
-func newConnTestNode(t *testing.T, cfg Config) (*Router, string) {
+func newConnTestNode(t testing.TB, cfg Config) (*Router, string) {
 	t.Helper()
 	if cfg.Node == "" {
 		cfg.Node = "n1"

@@ -2,16 +2,13 @@ package routing
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // specCodes are the error codes SPEC section 4 allows.
@@ -141,29 +138,7 @@ func FuzzSequence(f *testing.F) {
 // newFuzzNode runs a Router for a fuzz target, stopped when it ends.
 func newFuzzNode(f *testing.F) (*Router, string) {
 	f.Helper()
-	r, err := New(Config{Node: "fuzz", RateLimit: 1e9, RateBurst: 1 << 30, MaxMessageBytes: 4096, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		f.Fatal(err)
-	}
-	srv := httptest.NewServer(r)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	routerRunning()
-	go func() { done <- r.Run(ctx) }()
-	f.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		if err := r.Shutdown(sctx); err != nil {
-			f.Errorf("shutdown: %v", err)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			f.Errorf("run: %v", err)
-		}
-		srv.Close()
-		routerStopped(f)
-	})
-	return r, "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/chat"
+	return newConnTestNode(f, Config{Node: "fuzz", RateLimit: 1e9, RateBurst: 1 << 30, MaxMessageBytes: 4096})
 }
 
 // fuzzReader reads a WebSocket on its own goroutine, so that reads can

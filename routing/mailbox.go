@@ -128,7 +128,7 @@ func (r *Router) routeDirect(ctx context.Context, c *Conn, d direct) directResul
 // publishDirect is routeDirect through a DirectPublisher.
 func (r *Router) publishDirect(ctx context.Context, dp DirectPublisher, c *Conn, d direct) directResult {
 	var dd DirectDelivery
-	err := fmt.Errorf("%w: %w: store unavailable or rewriting bindings", ErrBrokerUnavailable, ErrNotSent)
+	err := errStoreNotReady // made once: this is the per-message path
 	if r.storeOK.Load() {
 		echo := r.expectEcho(c, d.e)
 		dd, err = dp.PublishDirect(ctx, &DirectMessage{Envelope: d.e, Sender: d.sender, ID: d.id, Head: d.head,
@@ -141,7 +141,7 @@ func (r *Router) publishDirect(ctx context.Context, dp DirectPublisher, c *Conn,
 		// Kept (with the mailbox), but not handed to every connection:
 		// those catch up when they come back. The sender hears it, and a
 		// resend with the same id is answered from the dedup record.
-		err = fmt.Errorf("%w: %d recipients on unreachable nodes", ErrBrokerUnavailable, dd.Missed)
+		err = fmt.Errorf("%w: %w: %d", ErrBrokerUnavailable, errUnreachable, dd.Missed)
 	}
 	if err == nil && dd.Reached == 0 && !dd.Dup && !dd.Blocked && r.othersRestoring() {
 		// Not offline for sure: the recipient's node may not have
