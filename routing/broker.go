@@ -123,6 +123,19 @@ type Broker interface {
 	Healthy() bool
 }
 
+// Resubscriber is a Broker whose subscriptions can lose envelopes in
+// flight when they break: Redis discards what it had queued for a
+// subscriber whose connection dropped, after PUBLISH counted it, and what
+// is published while a node is not subscribed reaches nobody there.
+// OnResubscribed sets a function that Run calls each time a topic that was
+// subscribed before is subscribed again, before any envelope of the new
+// subscription is delivered (the Router then replays the kept messages the
+// topic's connections may have lost: mailbox.go, repair). Call it before
+// Run.
+type Resubscriber interface {
+	OnResubscribed(func(Topic))
+}
+
 // MarshalBinary encodes e for the wire between nodes.
 func (e *Envelope) MarshalBinary() ([]byte, error) {
 	b := e.AppendHeader(make([]byte, 0, e.headerSize()+21+len(e.Payload)))

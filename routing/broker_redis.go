@@ -87,6 +87,8 @@ type RedisBroker struct {
 	failing   atomic.Bool  // publishing failed; cleared by a successful pipeline
 
 	subs subscriptions
+	// resubscribed is set by OnResubscribed before Run.
+	resubscribed func(Topic)
 }
 
 // NewRedisBroker returns a broker that runs the route scripts of store
@@ -106,6 +108,9 @@ func NewRedisBroker(store *session.RedisStore, cfg RedisBrokerConfig) (*RedisBro
 	b.probeOK.Store(true)
 	return b, nil
 }
+
+// OnResubscribed implements Resubscriber.
+func (b *RedisBroker) OnResubscribed(f func(Topic)) { b.resubscribed = f }
 
 // Healthy implements Broker: the last probe came back and the last
 // pipeline went through.

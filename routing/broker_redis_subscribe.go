@@ -23,9 +23,14 @@ import (
 
 // subscription is one wanted channel.
 type subscription struct {
+	topic     Topic
 	refs      int           // 0: unwanted, until the manager removes it
 	ready     chan struct{} // closed once Redis confirmed the channel
 	confirmed bool
+	// broken: the channel was subscribed and its subscription went away
+	// (connection lost, rebuilt, slot moved) while wanted; its next
+	// confirmation is reported to RedisBroker.resubscribed.
+	broken bool
 }
 
 // moved is a shard's refusal (MOVED) of a subscription in slot.
@@ -93,7 +98,7 @@ func (b *RedisBroker) Subscribe(ctx context.Context, t Topic) error {
 	s.mu.Lock()
 	sub := s.want[ch]
 	if sub == nil {
-		sub = &subscription{ready: make(chan struct{})}
+		sub = &subscription{topic: t, ready: make(chan struct{})}
 		if s.live[ch] {
 			sub.confirmed = true
 			close(sub.ready)
@@ -173,6 +178,9 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 			if sh := s.placed[ch]; sh != nil && sh.active[ch] {
 				s.mu.Lock()
 				delete(s.live, ch)
+				if sub := s.want[ch]; sub != nil && sub.confirmed {
+					sub.broken = true
+				}
 				s.mu.Unlock()
 				delete(sh.active, ch)
 				delete(s.placed, ch)
@@ -219,6 +227,9 @@ func (s *subscriptions) close(sh *shard) {
 	s.mu.Lock()
 	for ch := range sh.active {
 		delete(s.live, ch)
+		if sub := s.want[ch]; sub != nil && sub.confirmed {
+			sub.broken = true
+		}
 	}
 	s.mu.Unlock()
 	for ch := range sh.active {
@@ -460,16 +471,27 @@ func movedSlot(err error) (uint16, bool) {
 	return uint16(n), true
 }
 
+// confirm records that Redis confirmed ch. It runs on the receive loop of
+// ch's shard, before any message of the new subscription is read: a
+// resubscription is reported from here (Resubscriber).
 func (s *subscriptions) confirm(ch string) {
 	s.mu.Lock()
+	var again *Topic
 	if sub := s.want[ch]; sub != nil {
 		s.live[ch] = true
 		if !sub.confirmed {
 			sub.confirmed = true
 			close(sub.ready)
 		}
+		if sub.broken {
+			sub.broken = false
+			again = &sub.topic
+		}
 	}
 	s.mu.Unlock()
+	if again != nil && s.b.resubscribed != nil {
+		s.b.resubscribed(*again)
+	}
 }
 
 // keySlot is Redis Cluster's hash slot of key: CRC16 (XMODEM) of the key,

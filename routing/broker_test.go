@@ -183,6 +183,9 @@ type brokerNode struct {
 	extra map[Topic]int           // envelopes offered for topics the node does not hold
 	seen  map[string]int          // deliveries per payload
 	wait  map[Topic]chan struct{} // closed at each delivery on the topic
+	// resub records each resubscription the broker reported
+	// (Resubscriber): the topic's deliveries so far at that moment.
+	resub map[Topic][]int
 }
 
 func startBrokerNode(t *testing.T, env *brokerEnv, id string) *brokerNode {
@@ -190,6 +193,14 @@ func startBrokerNode(t *testing.T, env *brokerEnv, id string) *brokerNode {
 	n := &brokerNode{
 		env: env, id: id, b: env.newBroker(t, id), done: make(chan struct{}),
 		held: map[Topic]int{}, got: map[Topic][]string{}, extra: map[Topic]int{}, seen: map[string]int{},
+		resub: map[Topic][]int{},
+	}
+	if rs, ok := n.b.(Resubscriber); ok {
+		rs.OnResubscribed(func(tp Topic) {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			n.resub[tp] = append(n.resub[tp], len(n.got[tp]))
+		})
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	n.stop = cancel
@@ -557,6 +568,14 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 			return err == nil && d.Reached == 1 && n1.times(fmt.Sprintf("after %d", i)) <= 1
 		})
 		brokerWaitFor(t, "the reached message delivered", func() bool { return n1.times(fmt.Sprintf("after %d", i)) == 1 })
+		// The broker reported erin's topic subscribed again, before it
+		// delivered anything of the new subscription: the router replays
+		// what the broken one lost from there.
+		n1.mu.Lock()
+		defer n1.mu.Unlock()
+		if got := n1.resub[erin]; len(got) != 1 || got[0] != 1 {
+			t.Errorf("resubscriptions of %v reported with %v messages delivered before, want one with 1 (the message before the kill)", erin, got)
+		}
 	})
 
 	if t.Name() != "TestRedisBroker" {
