@@ -56,9 +56,13 @@ type Conn struct {
 	// message this connection sent to a user with connections here (see
 	// Router.awaitEcho); made by the first such message.
 	echo chan struct{}
+	// lastSeq is the highest seq of its mailbox this connection was handed
+	// (or held for, while it catches up), or where its catch-up started: a
+	// repair replays from there (mailbox.go).
+	lastSeq atomic.Int64
 
 	// Set before the state becomes stateOnline. (The fields are ordered
-	// to keep Conn within Go's 288-byte size class.)
+	// to keep Conn within Go's 320-byte size class.)
 	user, action string
 	prefix       atomic.Pointer[[]byte] // see stampPrefix
 	connectedAt  time.Time

@@ -39,6 +39,8 @@ const (
 	// (another node's publish in flight, a sender between its append and
 	// its delivery).
 	catchupSettle = 10 * time.Second
+	// repairConcurrency is how many repairs read the mailbox at once.
+	repairConcurrency = 16
 )
 
 // direct is one direct message to route.
@@ -71,6 +73,13 @@ func (r *Router) directFrom(c *Conn, to string, out, id []byte) directResult {
 	d := direct{e: e, sender: c.user, id: canonicalID(id), head: head}
 	res := r.routeDirect(ctx, c, d)
 	r.directUndelivered(c, d, res) // Events hook
+	if to == c.user && res.seq > 0 && res.err == nil && !res.dup && !res.blocked {
+		// A message to oneself is part of c's mailbox, never handed to c:
+		// a repair must not replay it to c. (Only when it follows the last
+		// one c was handed: one before it may still be on its way, and a
+		// repair must not skip that.)
+		c.lastSeq.CompareAndSwap(res.seq-1, res.seq)
+	}
 	return res
 }
 
@@ -342,6 +351,8 @@ type catchup struct {
 	stop chan struct{} // closed when the connection closes
 	once sync.Once
 
+	repair bool // started by a repair: its reads wait for Router.repairReads
+
 	mu       sync.Mutex
 	done     bool           // caught up: live frames go straight out, unless seq <= last
 	last     int64          // once done: the highest seq the catch-up wrote
@@ -357,6 +368,9 @@ func (cu *catchup) close() { cu.once.Do(func() { close(cu.stop) }) }
 // overtake the kept ones of its sender.
 func (c *Conn) writeMail(frame []byte, seq int64) {
 	r := c.r
+	if seq > 0 {
+		c.sawSeq(seq)
+	}
 	if r.catchingUp.Load() > 0 {
 		if v, ok := r.catchups.Load(c); ok {
 			if cu := v.(*catchup); cu.hold(c, frame, seq, r.cfg.OutboundBufferBytes) { //nolint:forcetypeassert // only *catchup is stored
@@ -475,17 +489,85 @@ func (r *Router) onlineMailbox(ctx context.Context, c *Conn, since []byte) (read
 		readyTail = append(readyTail, `,"gap":true`...)
 	}
 	cu = &catchup{kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.lastSeq.Store(from)
 	r.catchups.Store(c, cu)
 	r.catchingUp.Add(1)
 	return readyTail, cu, from, nil
 }
 
-// endCatchup forgets c's catch-up.
+// endCatchup forgets c's catch-up, unless a repair replaced it.
 func (r *Router) endCatchup(c *Conn, cu *catchup) {
-	if _, ok := r.catchups.LoadAndDelete(c); ok {
+	if r.catchups.CompareAndDelete(c, cu) {
 		r.catchingUp.Add(-1)
 	}
 	cu.close()
+}
+
+// sawSeq records that c was handed (or will be, from a catch-up's held
+// frames) the kept message seq.
+func (c *Conn) sawSeq(seq int64) {
+	for {
+		cur := c.lastSeq.Load()
+		if seq <= cur || c.lastSeq.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
+// resubscribed repairs the connections of t (a user in an action) after
+// the broker subscribed t again (Resubscriber): Redis discarded what it
+// had queued for the broken subscription, and what was kept while this
+// node was not subscribed reached nobody here. Each connection replays its
+// mailbox from the last message it was handed, as a catch-up does: live
+// frames are held meanwhile, nothing is written twice, order is kept.
+// It runs on the broker's receive loop before the new subscription
+// delivers anything.
+func (r *Router) resubscribed(t Topic) {
+	if t.User == "" || r.mbox == nil {
+		return
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, c := range r.users[t.User] {
+		if c.action == t.Action {
+			r.repair(c)
+		}
+	}
+	r.metrics.repairs.Inc()
+}
+
+// repair starts a catch-up of c from c.lastSeq. Called with r.mu held
+// (read): c is indexed, so its own count in r.wg is held.
+func (r *Router) repair(c *Conn) {
+	cu := &catchup{kick: make(chan struct{}, 1), stop: make(chan struct{}), repair: true}
+	if v, loaded := r.catchups.LoadOrStore(c, cu); loaded {
+		old := v.(*catchup) //nolint:forcetypeassert // only *catchup is stored
+		old.mu.Lock()
+		if !old.done {
+			// Still replaying: it reads the mailbox once more before it
+			// ends, and that read comes after the resubscription.
+			old.overflow = true
+			old.mu.Unlock()
+			return
+		}
+		old.mu.Unlock()
+		// Settling after a catch-up (dropping live repeats of what it
+		// wrote, all at or below c.lastSeq): the repair takes its place.
+		if !r.catchups.CompareAndSwap(c, old, cu) {
+			return
+		}
+		old.close()
+	} else {
+		r.catchingUp.Add(1)
+	}
+	if c.state.Load() != stateOnline {
+		// Closed meanwhile: onDisconnect may have looked for a catch-up
+		// before this one was stored.
+		r.endCatchup(c, cu)
+		return
+	}
+	r.wg.Add(1)
+	go r.replay(c, cu, c.lastSeq.Load())
 }
 
 // replay sends c every kept message after from, then the live ones that
@@ -529,6 +611,7 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 		if m.Seq > 0 {
 			pos = m.Seq
 			served++
+			c.sawSeq(m.Seq)
 		}
 		return true
 	}
@@ -537,9 +620,19 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 		cu.mu.Lock()
 		cu.overflow = false
 		cu.mu.Unlock()
+		if cu.repair {
+			select {
+			case r.repairReads <- struct{}{}:
+			case <-cu.stop:
+				return
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout)
 		p, err := r.mbox.Read(ctx, c.user, c.action, pos, replayPage)
 		cancel()
+		if cu.repair {
+			<-r.repairReads
+		}
 		if err != nil {
 			r.metrics.storeErrors.Inc()
 			r.log.Warn("mailbox catch-up failed", "conn", c.id, "err", err)

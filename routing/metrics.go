@@ -32,6 +32,7 @@ type metrics struct {
 	mailDuplicates prometheus.Counter
 	catchups       prometheus.Counter
 	catchupSize    prometheus.Histogram
+	repairs        prometheus.Counter
 }
 
 // Delivery kinds for switchboard_messages_delivered_total.
@@ -101,6 +102,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.catchups = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "switchboard_mailbox_catchups_total", Help: "Catch-ups served: connections that replayed their mailbox after online.",
 	})
+	m.repairs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_mailbox_repairs_total",
+		Help: "Subscriptions to a user's messages lost and restored: their connections replayed the mailbox from the last message each was handed.",
+	})
 	m.catchupSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "switchboard_mailbox_catchup_messages",
 		Help:    "Messages replayed per catch-up.",
@@ -138,7 +143,7 @@ func (m *metrics) registerMailbox(reg prometheus.Registerer, mbox interface{ Dro
 		Name: "switchboard_mailbox_dropped_total",
 		Help: "Kept direct messages removed for retention (MAILBOX_SIZE, MAILBOX_TTL, the memory limit) by this node.",
 	}, func() float64 { return float64(mbox.Dropped()) })
-	reg.MustRegister(m.mailKept, m.mailDuplicates, m.catchups, m.catchupSize, dropped)
+	reg.MustRegister(m.mailKept, m.mailDuplicates, m.catchups, m.catchupSize, m.repairs, dropped)
 }
 
 // refusalReasons are the values of switchboard_refusals_total's reason label.

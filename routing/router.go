@@ -207,13 +207,16 @@ type Router struct {
 	troubleAt  atomic.Int64  // unix nanos of the last failed heartbeat or lost heartbeat
 
 	// The mailbox (mailbox.go); mbox is nil when it is off.
-	mbox       session.Mailbox
-	seed       maphash.Seed
-	stripes    [mailStripes]sync.Mutex // order appends and deliveries per mailbox
-	catchups   sync.Map                // *Conn → *catchup, while it catches up
-	catchingUp atomic.Int32            // entries in catchups
-	blockSeqMu sync.Mutex
-	blockSeq   map[[3]string]int64 // see blockedResult
+	mbox    session.Mailbox
+	seed    maphash.Seed
+	stripes [mailStripes]sync.Mutex // order appends and deliveries per mailbox
+	// repairReads bounds the mailbox reads of repairs running at once: a
+	// broken subscription repairs every connection of its users together.
+	repairReads chan struct{}
+	catchups    sync.Map     // *Conn → *catchup, while it catches up
+	catchingUp  atomic.Int32 // entries in catchups
+	blockSeqMu  sync.Mutex
+	blockSeq    map[[3]string]int64 // see blockedResult
 
 	// Embedding guards (guards.go): Run was called; log rate limits.
 	running   atomic.Bool
@@ -236,22 +239,23 @@ func New(cfg Config) (*Router, error) {
 	}
 	cfg.setDefaults()
 	r := &Router{
-		cfg:     cfg,
-		node:    cfg.Node,
-		store:   cfg.Store,
-		broker:  cfg.Broker,
-		verify:  cfg.Verifier,
-		log:     cfg.Logger,
-		metrics: newMetrics(cfg.Registerer),
-		origins: make(map[string]bool),
-		conns:   make(map[string]*Conn),
-		actions: make(map[string][]*Conn),
-		users:   make(map[string][]*Conn),
-		cmds:    make(map[string]HandlerFunc),
-		large:   make(map[string]time.Time),
-		lost:    make(chan struct{}, 1),
-		mbox:    cfg.Mailbox,
-		seed:    maphash.MakeSeed(),
+		cfg:         cfg,
+		node:        cfg.Node,
+		store:       cfg.Store,
+		broker:      cfg.Broker,
+		verify:      cfg.Verifier,
+		log:         cfg.Logger,
+		metrics:     newMetrics(cfg.Registerer),
+		origins:     make(map[string]bool),
+		conns:       make(map[string]*Conn),
+		repairReads: make(chan struct{}, repairConcurrency),
+		actions:     make(map[string][]*Conn),
+		users:       make(map[string][]*Conn),
+		cmds:        make(map[string]HandlerFunc),
+		large:       make(map[string]time.Time),
+		lost:        make(chan struct{}, 1),
+		mbox:        cfg.Mailbox,
+		seed:        maphash.MakeSeed(),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
@@ -340,6 +344,9 @@ func (r *Router) Prepare(ctx context.Context) {
 // returns when ctx ends, once the broker has stopped.
 func (r *Router) Run(ctx context.Context) error {
 	r.running.Store(true) // online is refused before: see refuseNotRunning
+	if rs, ok := r.broker.(Resubscriber); ok && r.mbox != nil {
+		rs.OnResubscribed(r.resubscribed)
+	}
 	go func() {
 		if err := r.broker.Subscribe(ctx, Topic{Node: r.node}); err != nil {
 			r.log.Warn("subscribing to the node channel", "err", err)

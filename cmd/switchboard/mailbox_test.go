@@ -463,21 +463,37 @@ func mailboxAPIScenario(t *testing.T, n *testNode) {
 // user, in order, none twice.
 func TestMailboxRandomized(t *testing.T) {
 	n := startNode(t, "--rate-limit", "100000", "--rate-burst", "100000", "--mailbox-size", "10000")
-	mailboxRandomized(t, []*testNode{n})
+	mailboxRandomized(t, []*testNode{n}, nil)
 }
 
 // TestMailboxRandomizedRedis runs the randomized scenario on three nodes
 // sharing a Redis: senders on every node, devices coming back on any node.
 func TestMailboxRandomizedRedis(t *testing.T) {
 	_, ns := startCluster(t, 3, "--rate-limit", "100000", "--rate-burst", "100000", "--mailbox-size", "10000")
-	mailboxRandomized(t, ns)
+	mailboxRandomized(t, ns, nil)
+}
+
+// TestMailboxRandomizedPubSubKilled runs it while Redis drops every
+// subscription connection again and again (CLIENT KILL TYPE pubsub): what
+// Redis discarded with them, and what was kept while a node was not
+// subscribed, reaches the devices still connected too (the nodes repair
+// them from the mailbox), so each one still has every message once, in
+// order.
+func TestMailboxRandomizedPubSubKilled(t *testing.T) {
+	rs, ns := startCluster(t, 3, "--rate-limit", "100000", "--rate-burst", "100000", "--mailbox-size", "10000")
+	mailboxRandomized(t, ns, func() {
+		if err := rs.Client().ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err(); err != nil {
+			t.Error(err)
+		}
+	})
 }
 
 // mailboxRandomized: users with several devices on random nodes; devices
 // drop and come back (on a random node) with their last seq while senders
 // on every node send. At the end every device has exactly the
 // messages addressed to its user, in order, none twice.
-func mailboxRandomized(t *testing.T, nodes []*testNode) {
+// fault, when not nil, runs every 150 ms while the messages flow.
+func mailboxRandomized(t *testing.T, nodes []*testNode, fault func()) {
 	n := nodes[0]
 	pick := func(r *rand.Rand) *testNode { return nodes[r.IntN(len(nodes))] }
 	users := []string{"u0", "u1", "u2", "u3"}
@@ -539,7 +555,23 @@ func mailboxRandomized(t *testing.T, nodes []*testNode) {
 			}
 		})
 	}
+	faults := make(chan struct{})
+	var faulting sync.WaitGroup
+	if fault != nil {
+		faulting.Go(func() {
+			for {
+				select {
+				case <-faults:
+					return
+				case <-time.After(150 * time.Millisecond):
+					fault()
+				}
+			}
+		})
+	}
 	wg.Wait()
+	close(faults)
+	faulting.Wait()
 	// Every sender is done: wait for the last ack-free message to be kept.
 	for _, s := range senders {
 		// A loaded Redis may time out: such a message gets unavailable

@@ -62,6 +62,24 @@ func TestPubSubKilled(t *testing.T) {
 	c.finish()
 }
 
+// The same with the mailbox on: a direct message Redis dropped with a
+// killed subscriber after PUBLISH counted it was kept, and the node replays
+// it once resubscribed, so every direct message acked (with a seq) arrives,
+// exactly once and in order, kills or not.
+func TestPubSubKilledMailbox(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "--mailbox=true")
+	c.traffic(func() {
+		for range 8 {
+			c.kills = append(c.kills, time.Now())
+			c.redisDo("CLIENT", "KILL", "TYPE", "pubsub")
+			time.Sleep(250 * time.Millisecond) // traffic between the kills
+		}
+	})
+	c.expectPresence(2 * heartbeatTTL)
+	c.finish()
+}
+
 // Redis is flushed: every binding and heartbeat is gone at once. Nodes
 // notice (their heartbeat is missing), rewrite their bindings, and answer
 // unavailable, never user_offline, meanwhile.
