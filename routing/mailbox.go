@@ -41,6 +41,8 @@ const (
 	catchupSettle = 10 * time.Second
 	// repairConcurrency is how many repairs read the mailbox at once.
 	repairConcurrency = 16
+	// repairRetry is how long a repair waits to read again after a failure.
+	repairRetry = 500 * time.Millisecond
 )
 
 // direct is one direct message to route.
@@ -586,7 +588,7 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 			r.endCatchup(c, cu)
 		}
 	}()
-	pos, served := from, 0
+	pos, served, failures := from, 0, 0
 	budget := r.cfg.OutboundBufferBytes / 4
 	// send writes a replayed or held frame once the connection has room;
 	// held broadcasts (Seq 0) always go, kept frames only past pos, after
@@ -635,9 +637,30 @@ func (r *Router) replay(c *Conn, cu *catchup, from int64) {
 		}
 		if err != nil {
 			r.metrics.storeErrors.Inc()
-			r.log.Warn("mailbox catch-up failed", "conn", c.id, "err", err)
-			c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
-			return
+			if !cu.repair {
+				r.log.Warn("mailbox catch-up failed", "conn", c.id, "err", err)
+				c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)
+				return
+			}
+			// A repair follows a broken subscription, often a Redis that
+			// is coming back: the connection is fine, so wait and read
+			// again (live frames are held meanwhile) rather than close it.
+			failures++
+			if failures == 1 {
+				r.log.Warn("mailbox repair cannot read the mailbox; retrying", "conn", c.id, "err", err)
+			}
+			select {
+			case <-time.After(repairRetry):
+				continue
+			case <-cu.stop:
+				return
+			}
+		}
+		if cu.repair && p.Latest < pos {
+			// The mailbox lost its numbers (Redis restarted empty): they
+			// start again from 1, and so does this connection.
+			pos = 0
+			c.lastSeq.Store(0)
 		}
 		for _, m := range p.Mails {
 			if !send(m) {
