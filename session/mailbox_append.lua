@@ -14,7 +14,8 @@
 --   size      messages kept (MAILBOX_SIZE); XTRIM MAXLEN exact
 --   ttl_ms    age of the oldest kept message (MAILBOX_TTL)
 --   dedup_ms  dedup window (DEDUP_WINDOW); 0: no id, no dedup
---   keep_ms   lifetime of meta and index after the last append
+--   keep_ms   lifetime of meta and index after the last append (renewed
+--             when less than a day of it has gone: see below)
 --
 -- Returns seq, frame (false for a duplicate), dup (1 or 0), and how many
 -- messages retention removed.
@@ -26,7 +27,11 @@ local function mailbox_append(stream, meta, dedup, index, action, head, now_ms, 
     end
   end
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
-  local ok = redis.pcall('XADD', stream, seq .. '-0', 'f', head .. seq .. '}', 't', now_ms)
+  -- A new stream (first message, all expired, or erased: erasing takes
+  -- the action out of index) renews meta and index below.
+  local fresh = redis.call('EXISTS', stream) == 0
+  local frame = head .. seq .. '}'
+  local ok = redis.pcall('XADD', stream, seq .. '-0', 'f', frame, 't', now_ms)
   if type(ok) == 'table' and ok.err then
     -- The stream is ahead of meta (meta was lost): continue its numbering.
     local info = redis.call('XINFO', 'STREAM', stream)
@@ -36,15 +41,24 @@ local function mailbox_append(stream, meta, dedup, index, action, head, now_ms, 
       end
     end
     redis.call('HSET', meta, 'seq', seq)
-    redis.call('XADD', stream, seq .. '-0', 'f', head .. seq .. '}', 't', now_ms)
+    frame = head .. seq .. '}'
+    redis.call('XADD', stream, seq .. '-0', 'f', frame, 't', now_ms)
   end
-  local trimmed = redis.call('XTRIM', stream, 'MAXLEN', size)
-  -- Drop what is older than ttl_ms: entries are in time order, so the
-  -- expired ones lead; at most 100 are looked at per append (a reader
-  -- skips any that remain).
+  -- Entries are numbered 1..seq, so there are at most seq of them: no
+  -- trim is needed before the mailbox's number passes its size.
+  local trimmed = 0
+  if seq > size then
+    trimmed = redis.call('XTRIM', stream, 'MAXLEN', size)
+  end
+  -- Drop what is older than ttl_ms, on every 32nd append (readers skip
+  -- expired entries, so this only bounds memory): entries are in time
+  -- order, so the expired ones lead; at most 100 are looked at.
   local cutoff = now_ms - ttl_ms
-  -- Usually the oldest entry has not expired: look at it alone first.
-  local old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  local old = {}
+  if seq % 32 == 0 then
+    -- Usually the oldest entry has not expired: look at it alone first.
+    old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  end
   if #old > 0 then
     local f, t = old[1][2], 0
     for i = 1, #f, 2 do
@@ -71,11 +85,15 @@ local function mailbox_append(stream, meta, dedup, index, action, head, now_ms, 
     trimmed = trimmed + redis.call('XTRIM', stream, 'MINID', keep_from)
   end
   redis.call('PEXPIRE', stream, ttl_ms)
-  redis.call('PEXPIRE', meta, keep_ms)
-  redis.call('SADD', index, action)
-  redis.call('PEXPIRE', index, keep_ms)
+  -- meta and index live keep_ms (a year and more) after the last append;
+  -- renewing them once a day is exact enough and costs one call, not three.
+  if fresh or redis.call('PTTL', meta) < keep_ms - 86400000 then
+    redis.call('PEXPIRE', meta, keep_ms)
+    redis.call('SADD', index, action)
+    redis.call('PEXPIRE', index, keep_ms)
+  end
   if dedup_ms > 0 then
     redis.call('SET', dedup, seq, 'PX', dedup_ms)
   end
-  return seq, head .. seq .. '}', 0, trimmed
+  return seq, frame, 0, trimmed
 end

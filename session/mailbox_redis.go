@@ -60,10 +60,13 @@ var (
 //
 //	sb:mbox:{user}:action       stream: entries "<seq>-0" with fields f (the frame
 //	                            as delivered) and t (Unix ms); at most MAILBOX_SIZE
-//	                            entries (exact), none older than MAILBOX_TTL; the
-//	                            key expires MAILBOX_TTL after the last append
+//	                            entries (exact), none older than MAILBOX_TTL (older
+//	                            ones are skipped by reads and removed on every 32nd
+//	                            append); the key expires MAILBOX_TTL after the last
+//	                            append
 //	sb:mboxmeta:{user}:action   hash: seq (last number given), read (read cursor);
 //	                            expires MAILBOX_TTL + 365 days after the last append
+//	                            (renewed by the first append of a day, to within a day)
 //	sb:mboxes:{user}            set of the user's actions with a mailbox (same lifetime)
 //	sb:dedup:{user}:<len(action)>:action:<len(sender)>:sender:id
 //	                            string: the number kept for a client's id; expires
