@@ -530,12 +530,16 @@ func (r *Router) resubscribed(t Topic) {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	repaired := false
 	for _, c := range r.users[t.User] {
 		if c.action == t.Action {
 			r.repair(c)
+			repaired = true
 		}
 	}
-	r.metrics.repairs.Inc()
+	if repaired {
+		r.metrics.repairs.Inc()
+	}
 }
 
 // repair starts a catch-up of c from c.lastSeq. Called with r.mu held

@@ -223,9 +223,13 @@ func testReshard(t *testing.T, cl *redistest.Cluster) {
 
 	// Delivery resumes on the new owners: every recipient is reached again.
 	after := ns[0].online(t, "chat", "after")
+	attempt := 0
 	for _, r := range rcpts {
 		waitFor(t, 20*time.Second, "delivery to "+r.name+" after the reshard", func() bool {
-			after.send(map[string]any{"to": r.name, "k": "after", "id": "a"})
+			// A new id per attempt: one that was kept but not delivered
+			// (unavailable) would be answered as a resend ever after.
+			attempt++
+			after.send(map[string]any{"to": r.name, "k": "after", "id": fmt.Sprintf("a%d", attempt)})
 			for {
 				m, err := after.read(5 * time.Second)
 				if err != nil {
