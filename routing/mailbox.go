@@ -546,7 +546,12 @@ func (r *Router) resubscribed(t Topic) {
 // (read): c is indexed, so its own count in r.wg is held.
 func (r *Router) repair(c *Conn) {
 	cu := &catchup{kick: make(chan struct{}, 1), stop: make(chan struct{}), repair: true}
-	if v, loaded := r.catchups.LoadOrStore(c, cu); loaded {
+	for {
+		v, loaded := r.catchups.LoadOrStore(c, cu)
+		if !loaded {
+			r.catchingUp.Add(1)
+			break
+		}
 		old := v.(*catchup) //nolint:forcetypeassert // only *catchup is stored
 		old.mu.Lock()
 		if !old.done {
@@ -558,13 +563,12 @@ func (r *Router) repair(c *Conn) {
 		}
 		old.mu.Unlock()
 		// Settling after a catch-up (dropping live repeats of what it
-		// wrote, all at or below c.lastSeq): the repair takes its place.
-		if !r.catchups.CompareAndSwap(c, old, cu) {
-			return
+		// wrote, all at or below c.lastSeq): the repair takes its place,
+		// unless it has just ended (then look again).
+		if r.catchups.CompareAndSwap(c, old, cu) {
+			old.close()
+			break
 		}
-		old.close()
-	} else {
-		r.catchingUp.Add(1)
 	}
 	if c.state.Load() != stateOnline {
 		// Closed meanwhile: onDisconnect may have looked for a catch-up

@@ -51,15 +51,19 @@ func TestRedisPaused(t *testing.T) {
 func TestPubSubKilled(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	c.traffic(func() {
-		for range 3 {
-			c.kills = append(c.kills, time.Now())
-			c.redisDo("CLIENT", "KILL", "TYPE", "pubsub")
-			time.Sleep(500 * time.Millisecond) // traffic between the kills
-		}
-	})
+	c.traffic(func() { c.killPubSub(3, 500*time.Millisecond) })
 	c.expectPresence(2 * heartbeatTTL)
 	c.finish()
+}
+
+// killPubSub has Redis drop every pub/sub connection n times, with gap of
+// traffic after each.
+func (c *cluster) killPubSub(n int, gap time.Duration) {
+	for range n {
+		c.kills = append(c.kills, time.Now())
+		c.redisDo("CLIENT", "KILL", "TYPE", "pubsub")
+		time.Sleep(gap)
+	}
 }
 
 // The same with the mailbox on: a direct message Redis dropped with a
@@ -69,13 +73,7 @@ func TestPubSubKilled(t *testing.T) {
 func TestPubSubKilledMailbox(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, "--mailbox=true")
-	c.traffic(func() {
-		for range 8 {
-			c.kills = append(c.kills, time.Now())
-			c.redisDo("CLIENT", "KILL", "TYPE", "pubsub")
-			time.Sleep(250 * time.Millisecond) // traffic between the kills
-		}
-	})
+	c.traffic(func() { c.killPubSub(8, 250*time.Millisecond) })
 	c.expectPresence(2 * heartbeatTTL)
 	c.finish()
 }
