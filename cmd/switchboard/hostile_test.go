@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,6 +71,7 @@ func TestPingFlood(t *testing.T) {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %d", resp.StatusCode)
 	}
+	w := watchMetrics(t, n)
 	// 20,000 masked, empty ping frames per write.
 	ping := []byte{0x89, 0x80, 1, 2, 3, 4}
 	batch := bytes.Repeat(ping, 20000)
@@ -101,13 +104,23 @@ func TestPingFlood(t *testing.T) {
 		}
 	}
 
-	// The flooder reads at most the limit's pongs, then close 1008.
+	// The flooder reads at most the limit's pongs, then close 1008. The
+	// frame may not reach it: the server closes its socket while the
+	// flooder is still sending, and a TCP socket closed with unread data
+	// is reset, which discards what it had not yet transmitted (seen in a
+	// quarter of runs on a loaded machine). The server's count of policy
+	// closes says why it closed either way.
 	pongs := 0
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		var h [2]byte
 		if _, err := io.ReadFull(br, h[:]); err != nil {
-			t.Fatalf("flooder: %v after %d pongs, want a close frame", err, pongs)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("flooder: still open 10 s after %d pongs, want it closed", pongs)
+			}
+			t.Logf("flooder: %v after %d pongs instead of the close frame (a reset)", err, pongs)
+			break
 		}
 		payload := make([]byte, h[1]&0x7f)
 		if _, err := io.ReadFull(br, payload); err != nil {
@@ -126,7 +139,8 @@ func TestPingFlood(t *testing.T) {
 	if limit := 200 + int(100*elapsed.Seconds()) + 100; pongs > limit {
 		t.Fatalf("%d pongs in %v, want at most %d", pongs, elapsed, limit)
 	}
-	t.Logf("%d pongs in %v, then close 1008", pongs, elapsed)
+	w.expect(map[string]float64{`switchboard_disconnects_total{reason="policy"}`: 1})
+	t.Logf("%d pongs in %v, then closed for the flood", pongs, elapsed)
 }
 
 // TestHostileTokens: a token whose user claim is not a valid user id (a
