@@ -2,8 +2,11 @@ package routing
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
+	"time"
 )
 
 // closeGuard reads a WebSocket connection's frames on their way to gorilla
@@ -20,6 +23,8 @@ import (
 type closeGuard struct {
 	*net.TCPConn
 	guardState
+	closed  atomic.Bool  // Close was called: reads fail, the socket lingers
+	reading atomic.Int32 // reads in progress (gorilla's reader: 0 or 1)
 }
 
 // tlsCloseGuard is a closeGuard for a connection that is not a
@@ -56,7 +61,53 @@ func (g guardHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return &tlsCloseGuard{Conn: c}, rw, nil
 }
 
-func (g *closeGuard) Read(p []byte) (int, error) { return g.read(p, g.TCPConn.Read) }
+func (g *closeGuard) Read(p []byte) (int, error) {
+	g.reading.Add(1)
+	defer g.reading.Add(-1)
+	if g.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	return g.read(p, g.TCPConn.Read)
+}
+
+// The lingering close: how long, and how many bytes, a closed connection
+// still reads (and drops) what its client sends.
+const (
+	lingerTimeout  = time.Second
+	lingerMaxBytes = 1 << 20
+)
+
+// Close closes the connection without losing what was written to it last
+// (the close frame, RST-safe as RFC 6455 7.1.1 and nginx's lingering close
+// intend): a socket closed while its client's bytes wait unread is reset,
+// and a reset drops what it had not yet sent, so a client still sending
+// (a flood, a message over the size limit) would get no close frame. The
+// write side is shut down at once (FIN after the queued bytes); what the
+// client still sends is read and dropped for up to lingerTimeout or
+// lingerMaxBytes; then the socket is closed.
+func (g *closeGuard) Close() error {
+	if !g.closed.CompareAndSwap(false, true) {
+		return net.ErrClosed
+	}
+	// Wake the reader: from here on the client's bytes are dropped, never
+	// parsed. (Its deadline stays in the past until it has returned.)
+	_ = g.TCPConn.SetReadDeadline(time.Now())
+	if err := g.TCPConn.CloseWrite(); err != nil {
+		return g.TCPConn.Close()
+	}
+	go g.linger()
+	return nil
+}
+
+func (g *closeGuard) linger() {
+	deadline := time.Now().Add(lingerTimeout)
+	for g.reading.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	_ = g.TCPConn.SetReadDeadline(deadline)
+	_, _ = io.Copy(io.Discard, io.LimitReader(g.TCPConn, lingerMaxBytes))
+	_ = g.TCPConn.Close()
+}
 
 func (g *tlsCloseGuard) Read(p []byte) (int, error) { return g.read(p, g.Conn.Read) }
 

@@ -3,8 +3,11 @@ package routing
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
+	"net"
 	"testing"
+	"time"
 )
 
 // maskedFrame builds a client frame with opcode op and payload.
@@ -81,4 +84,65 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// TestLingeringClose: a connection closed while its client is still
+// sending (bytes the server never read) ends for the client with what the
+// server wrote last and then end of stream, not a reset that would drop
+// it; a read on the server after Close fails; the socket is released once
+// the client is done.
+func TestLingeringClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &closeGuard{TCPConn: sc.(*net.TCPConn)}
+
+	// The client sends what the server will never read.
+	if _, err := client.Write(bytes.Repeat([]byte("x"), 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	// Read one byte: the rest has arrived too, or is arriving, unread.
+	if _, err := io.ReadFull(g, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Write([]byte("close frame")); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read after Close: %v, want net.ErrClosed", err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatalf("client read %q, then %v; want the last bytes and end of stream", got, err)
+	}
+	if string(got) != "close frame" {
+		t.Fatalf("client read %q, want %q", got, "close frame")
+	}
+	// The client, done, closes; the server's socket is released.
+	_ = client.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := g.TCPConn.Write([]byte("x")); errors.Is(err, net.ErrClosed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server's socket is still open 5 s after the client closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
-	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -104,23 +102,16 @@ func TestPingFlood(t *testing.T) {
 		}
 	}
 
-	// The flooder reads at most the limit's pongs, then close 1008. The
-	// frame may not reach it: the server closes its socket while the
-	// flooder is still sending, and a TCP socket closed with unread data
-	// is reset, which discards what it had not yet transmitted (seen in a
-	// quarter of runs on a loaded machine). The server's count of policy
-	// closes says why it closed either way.
+	// The flooder reads at most the limit's pongs, then close 1008. It is
+	// still sending when the server closes: the server's lingering close
+	// keeps the frame from being lost to a reset (without it, 28 of 100
+	// runs on a loaded machine got a bare EOF).
 	pongs := 0
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		var h [2]byte
 		if _, err := io.ReadFull(br, h[:]); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatalf("flooder: still open 10 s after %d pongs, want it closed", pongs)
-			}
-			t.Logf("flooder: %v after %d pongs instead of the close frame (a reset)", err, pongs)
-			break
+			t.Fatalf("flooder: %v after %d pongs, want a close frame", err, pongs)
 		}
 		payload := make([]byte, h[1]&0x7f)
 		if _, err := io.ReadFull(br, payload); err != nil {
@@ -140,7 +131,7 @@ func TestPingFlood(t *testing.T) {
 		t.Fatalf("%d pongs in %v, want at most %d", pongs, elapsed, limit)
 	}
 	w.expect(map[string]float64{`switchboard_disconnects_total{reason="policy"}`: 1})
-	t.Logf("%d pongs in %v, then closed for the flood", pongs, elapsed)
+	t.Logf("%d pongs in %v, then close 1008", pongs, elapsed)
 }
 
 // TestHostileTokens: a token whose user claim is not a valid user id (a
