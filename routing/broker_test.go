@@ -428,7 +428,7 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 			if k := n2.offered(inA); k != 0 {
 				t.Errorf("n2, holding alice only in b, was handed %d envelopes for alice in a", k)
 			}
-			chs := env.redis.channels(t, "test:*")
+			chs := env.redis.channels(t, "test:"+t.Name()+":*") // this subtest's own (its store prefix)
 			for _, ch := range chs {
 				if strings.Contains(ch, "ch:u:a|") && strings.HasSuffix(ch, "#n2") {
 					t.Errorf("n2 subscribes to %s", ch)
@@ -463,13 +463,20 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		if env.redis == nil {
 			return
 		}
+		var left []string
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("channels still subscribed: %q", left)
+			}
+		})
 		brokerWaitFor(t, "channels gone from Redis", func() bool {
-			for _, ch := range env.redis.channels(t, "test:*") {
+			left = left[:0]
+			for _, ch := range env.redis.channels(t, "test:"+t.Name()+":*") {
 				if strings.Contains(ch, ":chat") || strings.Contains(ch, "chat|") {
-					return false
+					left = append(left, ch)
 				}
 			}
-			return true
+			return len(left) == 0
 		})
 		// The route hash still lists n1's connection, whose node no longer
 		// subscribes: counted as missed, never as reached.
@@ -496,7 +503,7 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		}
 		n2.close()
 		brokerWaitFor(t, "n2's channels gone", func() bool {
-			for _, ch := range env.redis.channels(t, "test:*") {
+			for _, ch := range env.redis.channels(t, "test:"+t.Name()+":*") {
 				if strings.HasSuffix(ch, "#n2") {
 					return false
 				}
