@@ -450,3 +450,45 @@ func FuzzAPIMessage(f *testing.F) {
 		}
 	})
 }
+
+// lostReplyStore carries out an Unbind and then reports that it failed,
+// once: a Redis reply lost to a timeout while Redis, stalled, ran the
+// command later.
+type lostReplyStore struct {
+	*session.MemoryStore
+	lose atomic.Bool
+}
+
+func (s *lostReplyStore) Unbind(ctx context.Context, id string) (session.Removed, error) {
+	r, err := s.MemoryStore.Unbind(ctx, id)
+	if err == nil && s.lose.CompareAndSwap(true, false) {
+		return session.Removed{}, fmt.Errorf("%w: reply lost (test)", session.ErrUnavailable)
+	}
+	return r, err
+}
+
+// TestLeaveAfterLostUnbindReply: the unbind of a user's last connection
+// is carried out but its answer is lost. The retry finds no binding; the
+// leave is sent all the same (it was not: presence kept the user).
+func TestLeaveAfterLostUnbindReply(t *testing.T) {
+	store := &lostReplyStore{MemoryStore: session.NewMemoryStore()}
+	n := newAPITestNode(t, "n0", store, NewMemoryHub())
+	watcher := n.online(t, "chat", "watcher")
+	gone := n.online(t, "chat", "gone")
+	store.lose.Store(true)
+	_ = gone.ws.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_ = watcher.ws.SetReadDeadline(deadline)
+		var m map[string]any
+		if err := watcher.ws.ReadJSON(&m); err != nil {
+			t.Fatalf("watcher: %v before the leave of gone", err)
+		}
+		if m["type"] == "leave" && m["user_id"] == "gone" {
+			break
+		}
+	}
+	if store.lose.Load() {
+		t.Fatal("the unbind's reply was not lost: the test tested nothing")
+	}
+}

@@ -180,7 +180,7 @@ func (r *Router) onDisconnect(s *melody.Session) {
 	case errors.Is(err, session.ErrNotFound):
 	case err != nil:
 		r.metrics.storeErrors.Inc()
-		r.addPending(c.id)
+		r.addPending(pendingUnbind{conn: c.id, user: c.user, action: c.action, leave: true})
 	case removed.Last:
 		r.userOffline(c.user, c.action) // Events hook
 		r.sendPresenceEvent(ctx, "leave", c.user, c.action, "")
@@ -464,7 +464,7 @@ func (r *Router) online(c *Conn, b []byte) {
 			r.broker.Unsubscribe(actionTopic)
 			r.broker.Unsubscribe(userTopic)
 			if _, uerr := r.store.Unbind(ctx, c.id); uerr != nil && !errors.Is(uerr, session.ErrNotFound) {
-				r.addPending(c.id)
+				r.addPending(pendingUnbind{conn: c.id, user: c.user, action: c.action})
 			}
 			c.state.Store(stateClosed)
 			c.closeWithError(CodeUnavailable, websocket.CloseTryAgainLater)

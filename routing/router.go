@@ -196,7 +196,7 @@ type Router struct {
 	large   map[string]time.Time // actions over PresenceEventsLimit users, until when
 
 	pendingMu sync.Mutex
-	pending   []string // connection ids whose Unbind failed; retried every heartbeat
+	pending   []pendingUnbind // whose Unbind failed; retried every heartbeat
 
 	leavesMu sync.Mutex
 	leaves   []pendingLeave // leave events that could not be sent; see presence_pending.go
@@ -499,28 +499,33 @@ func (r *Router) othersRestoring() bool {
 // is reaped.
 const maxPending = 1 << 20
 
-// addPending records the connection id of an unbind that failed, for
-// retryPending.
-func (r *Router) addPending(id string) {
+// addPending records an unbind that failed, for retryPending.
+func (r *Router) addPending(p pendingUnbind) {
 	r.pendingMu.Lock()
 	defer r.pendingMu.Unlock()
 	if len(r.pending) == 0 {
-		r.log.Warn("unbinding failed; retrying in the background", "conn", id)
+		r.log.Warn("unbinding failed; retrying in the background", "conn", p.conn)
 	}
 	if len(r.pending) >= maxPending {
 		r.log.Error("too many failed unbinds pending; dropping the oldest", "dropped", len(r.pending)-maxPending+1)
 		r.pending = r.pending[len(r.pending)-maxPending+1:]
 	}
-	r.pending = append(r.pending, id)
+	r.pending = append(r.pending, p)
 	r.metrics.pendingUnbinds.Set(float64(len(r.pending)))
 }
 
-// retryPending retries the unbinds that failed, sending the leave events
-// they owe. It stops at the first failure; the rest waits for the next tick.
-//
-// It waits while the store is not known good (the heartbeat of this tick
-// failed, or bindings are being rewritten): the leave events it owes would
-// be refused then, and lost.
+// pendingUnbind is a connection whose Unbind failed.
+type pendingUnbind struct {
+	conn, user, action string
+	// leave: a leave is owed if the user has no connection left in the
+	// action (the connection was online, its join was sent).
+	leave bool
+}
+
+// retryPending retries the failed unbinds. An unbind that failed with a
+// timeout may still have been carried out (Redis ran it once it woke up):
+// the retry then finds no binding, and the leave the first attempt could
+// not report is sent if the user has no connection left in the action.
 func (r *Router) retryPending(ctx context.Context) {
 	if !r.storeOK.Load() {
 		return
@@ -533,17 +538,23 @@ func (r *Router) retryPending(ctx context.Context) {
 		return
 	}
 	done := 0
-	for _, id := range pending {
+	for _, p := range pending {
 		uctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-		removed, err := r.store.Unbind(uctx, id)
+		removed, err := r.store.Unbind(uctx, p.conn)
+		last := err == nil && removed.Last
+		if errors.Is(err, session.ErrNotFound) && p.leave {
+			var n int
+			n, err = r.store.CountUser(uctx, p.action, p.user)
+			last = err == nil && n == 0
+		}
 		cancel()
 		if err != nil && !errors.Is(err, session.ErrNotFound) {
 			break
 		}
 		done++
-		if err == nil && removed.Last {
-			r.userOffline(removed.UserID, removed.Action) // Events hook
-			r.sendPresenceEvent(ctx, "leave", removed.UserID, removed.Action, "")
+		if last && p.leave {
+			r.userOffline(p.user, p.action) // Events hook
+			r.sendPresenceEvent(ctx, "leave", p.user, p.action, "")
 		}
 	}
 	r.pendingMu.Lock()
