@@ -23,8 +23,6 @@ import (
 type closeGuard struct {
 	*net.TCPConn
 	guardState
-	closed  atomic.Bool  // Close was called: reads fail, the socket lingers
-	reading atomic.Int32 // reads in progress (gorilla's reader: 0 or 1)
 }
 
 // tlsCloseGuard is a closeGuard for a connection that is not a
@@ -40,8 +38,12 @@ type guardState struct {
 	hn   uint8    // bytes of hdr read
 	need uint8    // header length, known once its second byte is read
 	fix  bool     // the header is a 1-byte close: fix its payload
-	skip int64    // payload bytes left in the current frame
-	pend []byte   // bytes to return before reading the socket again
+	// closing (closeGuard only) is lingerClosed once Close was called, plus
+	// the reads in progress. (Here, in the padding after fix, it costs a
+	// connection no memory.)
+	closing atomic.Int32
+	skip    int64  // payload bytes left in the current frame
+	pend    []byte // bytes to return before reading the socket again
 }
 
 // guardHijack wraps w so that the connection the upgrader hijacks is read
@@ -62,9 +64,8 @@ func (g guardHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (g *closeGuard) Read(p []byte) (int, error) {
-	g.reading.Add(1)
-	defer g.reading.Add(-1)
-	if g.closed.Load() {
+	defer g.closing.Add(-1)
+	if g.closing.Add(1)&lingerClosed != 0 {
 		return 0, net.ErrClosed
 	}
 	return g.read(p, g.TCPConn.Read)
@@ -75,6 +76,7 @@ func (g *closeGuard) Read(p []byte) (int, error) {
 const (
 	lingerTimeout  = time.Second
 	lingerMaxBytes = 1 << 20
+	lingerClosed   = 1 << 30 // in guardState.closing: Close was called
 )
 
 // Close closes the connection without losing what was written to it last
@@ -86,8 +88,14 @@ const (
 // client still sends is read and dropped for up to lingerTimeout or
 // lingerMaxBytes; then the socket is closed.
 func (g *closeGuard) Close() error {
-	if !g.closed.CompareAndSwap(false, true) {
-		return net.ErrClosed
+	for {
+		v := g.closing.Load()
+		if v&lingerClosed != 0 {
+			return net.ErrClosed
+		}
+		if g.closing.CompareAndSwap(v, v|lingerClosed) {
+			break
+		}
 	}
 	// Wake the reader: from here on the client's bytes are dropped, never
 	// parsed. (Its deadline stays in the past until it has returned.)
@@ -101,7 +109,7 @@ func (g *closeGuard) Close() error {
 
 func (g *closeGuard) linger() {
 	deadline := time.Now().Add(lingerTimeout)
-	for g.reading.Load() > 0 && time.Now().Before(deadline) {
+	for g.closing.Load() != lingerClosed && time.Now().Before(deadline) { // a read in progress
 		time.Sleep(time.Millisecond)
 	}
 	_ = g.TCPConn.SetReadDeadline(deadline)
