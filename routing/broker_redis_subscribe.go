@@ -177,10 +177,7 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 			// Redis moved the channel's slot to another master.
 			if sh := s.placed[ch]; sh != nil && sh.active[ch] {
 				s.mu.Lock()
-				delete(s.live, ch)
-				if sub := s.want[ch]; sub != nil && sub.confirmed {
-					sub.broken = true
-				}
+				s.lostLocked(ch)
 				s.mu.Unlock()
 				delete(sh.active, ch)
 				delete(s.placed, ch)
@@ -226,10 +223,7 @@ func (s *subscriptions) close(sh *shard) {
 	<-sh.done
 	s.mu.Lock()
 	for ch := range sh.active {
-		delete(s.live, ch)
-		if sub := s.want[ch]; sub != nil && sub.confirmed {
-			sub.broken = true
-		}
+		s.lostLocked(ch)
 	}
 	s.mu.Unlock()
 	for ch := range sh.active {
@@ -243,6 +237,16 @@ func (s *subscriptions) close(sh *shard) {
 		}
 	}
 	delete(s.shards, sh.key)
+}
+
+// lostLocked records that Redis no longer delivers ch (its connection
+// closed, or its slot moved): a wanted channel it had confirmed is broken,
+// and its next confirmation is reported as a resubscription. s.mu is held.
+func (s *subscriptions) lostLocked(ch string) {
+	delete(s.live, ch)
+	if sub := s.want[ch]; sub != nil && sub.confirmed {
+		sub.broken = true
+	}
 }
 
 // reconcile subscribes what is wanted and not subscribed, and unsubscribes

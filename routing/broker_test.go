@@ -116,12 +116,16 @@ func TestRedisClusterBroker(t *testing.T) {
 	})
 }
 
+// storePrefix is the store key prefix of t's env: channels under it are
+// t's own, not those of the subtests running beside it.
+func storePrefix(t *testing.T) string { return "test:" + t.Name() + ":" }
+
 // newRedisBrokerEnv returns an env whose brokers each have a client of
 // their own on url and share a store prefix private to t.
 func newRedisBrokerEnv(t *testing.T, url string, admin redis.UniversalClient, r *redisEnv) *brokerEnv {
 	t.Helper()
 	r.client = admin
-	prefix := "test:" + t.Name() + ":"
+	prefix := storePrefix(t)
 	var mu sync.Mutex
 	stores := map[string]*session.RedisStore{}
 	store := func(t *testing.T, node string) *session.RedisStore {
@@ -428,7 +432,7 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 			if k := n2.offered(inA); k != 0 {
 				t.Errorf("n2, holding alice only in b, was handed %d envelopes for alice in a", k)
 			}
-			chs := env.redis.channels(t, "test:"+t.Name()+":*") // this subtest's own (its store prefix)
+			chs := env.redis.channels(t, storePrefix(t)+"*")
 			for _, ch := range chs {
 				if strings.Contains(ch, "ch:u:a|") && strings.HasSuffix(ch, "#n2") {
 					t.Errorf("n2 subscribes to %s", ch)
@@ -471,7 +475,7 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		})
 		brokerWaitFor(t, "channels gone from Redis", func() bool {
 			left = left[:0]
-			for _, ch := range env.redis.channels(t, "test:"+t.Name()+":*") {
+			for _, ch := range env.redis.channels(t, storePrefix(t)+"*") {
 				if strings.Contains(ch, ":chat") || strings.Contains(ch, "chat|") {
 					left = append(left, ch)
 				}
@@ -503,7 +507,7 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		}
 		n2.close()
 		brokerWaitFor(t, "n2's channels gone", func() bool {
-			for _, ch := range env.redis.channels(t, "test:"+t.Name()+":*") {
+			for _, ch := range env.redis.channels(t, storePrefix(t)+"*") {
 				if strings.HasSuffix(ch, "#n2") {
 					return false
 				}

@@ -522,10 +522,16 @@ type pendingUnbind struct {
 	leave bool
 }
 
-// retryPending retries the failed unbinds. An unbind that failed with a
-// timeout may still have been carried out (Redis ran it once it woke up):
-// the retry then finds no binding, and the leave the first attempt could
-// not report is sent if the user has no connection left in the action.
+// retryPending retries the unbinds that failed, sending the leave events
+// they owe. It stops at the first failure; the rest waits for the next tick.
+// An unbind that failed with a timeout may still have been carried out
+// (Redis ran it once it woke up): the retry then finds no binding, and the
+// leave the first attempt could not report is sent if the user has no
+// connection left in the action.
+//
+// It waits while the store is not known good (the heartbeat of this tick
+// failed, or bindings are being rewritten): the leave events it owes would
+// be refused then, and lost.
 func (r *Router) retryPending(ctx context.Context) {
 	if !r.storeOK.Load() {
 		return
