@@ -34,7 +34,56 @@ type Envelope struct {
 	Conn    string // target connection (KindDisconnect only)
 	Node    string // target node (KindDisconnect of one connection, KindProbe)
 	Seq     int64  // the message's number in its recipient's mailbox (0: none)
+	// Hist is the envelope's entry in its target's history on Redis
+	// (zero: none). It travels in the seq field, in Redis's "ms-seq" form.
+	Hist    HistID
 	Payload []byte // the frame to write to each recipient
+}
+
+// HistID is the id of an entry in a target's history: a Redis stream id,
+// ms-seq. Ids grow with each entry of one history.
+type HistID struct{ Ms, Seq uint64 }
+
+// IsZero reports whether h is no id.
+func (h HistID) IsZero() bool { return h == HistID{} }
+
+// Less reports whether h comes before o.
+func (h HistID) Less(o HistID) bool { return h.Ms < o.Ms || h.Ms == o.Ms && h.Seq < o.Seq }
+
+// String returns h in Redis's form.
+func (h HistID) String() string {
+	return strconv.FormatUint(h.Ms, 10) + "-" + strconv.FormatUint(h.Seq, 10)
+}
+
+// parseHistID parses an id in Redis's form, "ms-seq".
+func parseHistID(b []byte) (HistID, bool) {
+	var h HistID
+	i := 0
+	for ; i < len(b) && b[i] != '-'; i++ {
+	}
+	if i == 0 || i >= len(b)-1 {
+		return h, false
+	}
+	var ok bool
+	if h.Ms, ok = parseUint(b[:i]); !ok {
+		return h, false
+	}
+	h.Seq, ok = parseUint(b[i+1:])
+	return h, ok
+}
+
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }
 
 // Topic is what a node subscribes to, to receive envelopes: the
@@ -140,8 +189,11 @@ type Resubscriber interface {
 func (e *Envelope) MarshalBinary() ([]byte, error) {
 	b := e.AppendHeader(make([]byte, 0, e.headerSize()+21+len(e.Payload)))
 	var seq []byte
-	if e.Seq > 0 {
+	switch {
+	case e.Seq > 0:
 		seq = strconv.AppendInt(make([]byte, 0, 20), e.Seq, 10)
+	case !e.Hist.IsZero():
+		seq = []byte(e.Hist.String())
 	}
 	b = append(b, byte(len(seq)))
 	b = append(b, seq...)
@@ -185,13 +237,18 @@ func (e *Envelope) UnmarshalBinary(b []byte) error {
 	if len(b) < 1 || len(b)-1 < int(b[0]) {
 		return errBadEnvelope
 	}
-	e.Seq = 0
+	e.Seq, e.Hist = 0, HistID{}
 	if n := int(b[0]); n > 0 {
-		seq, err := strconv.ParseInt(string(b[1:1+n]), 10, 64)
-		if err != nil || seq <= 0 {
-			return errBadEnvelope
+		f := b[1 : 1+n]
+		if h, ok := parseHistID(f); ok {
+			e.Hist = h
+		} else {
+			seq, ok := parseUint(f)
+			if !ok || seq == 0 || seq > 1<<63-1 {
+				return errBadEnvelope
+			}
+			e.Seq = int64(seq)
 		}
-		e.Seq = seq
 	}
 	e.Payload = b[1+int(b[0]):]
 	return nil

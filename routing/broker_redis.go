@@ -87,6 +87,10 @@ type RedisBroker struct {
 	failing   atomic.Bool  // publishing failed; cleared by a successful pipeline
 
 	subs subscriptions
+	// historyReplayed counts envelopes replayed from histories after a
+	// broken subscription, historyFailed replays that could not read.
+	historyReplayed atomic.Uint64
+	historyFailed   atomic.Uint64
 	// resubscribed is set by OnResubscribed before Run.
 	resubscribed func(Topic)
 }
@@ -107,6 +111,12 @@ func NewRedisBroker(store *session.RedisStore, cfg RedisBrokerConfig) (*RedisBro
 	b.subs.init(b)
 	b.probeOK.Store(true)
 	return b, nil
+}
+
+// HistoryStats returns how many envelopes were replayed from histories
+// after broken subscriptions, and how many replays failed to read.
+func (b *RedisBroker) HistoryStats() (replayed, failed uint64) {
+	return b.historyReplayed.Load(), b.historyFailed.Load()
 }
 
 // OnResubscribed implements Resubscriber.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -200,12 +201,22 @@ func (b *RedisBroker) exec(ctx context.Context, batch []*pubReq, only []bool) []
 			cmds[i] = b.store.RouteDirect(ctx, pipe, b.cfg.Mailbox, d, b.cfg.Node, time.Now(), eval)
 			continue
 		}
-		payload, _ := e.MarshalBinary() // never fails
 		if e.Node != "" {
+			payload, _ := e.MarshalBinary() // never fails
 			cmds[i] = b.publishNode(ctx, pipe, e.Node, payload)
 			continue
 		}
-		cmds[i] = b.store.Route(ctx, pipe, session.Target{Action: e.Action, User: e.User}, b.cfg.Node, payload, eval)
+		m := session.Routed{Header: e.AppendHeader(nil), Frame: e.Payload}
+		if e.Seq > 0 {
+			m.Seq = strconv.FormatInt(e.Seq, 10)
+		} else {
+			// What a subscriber gets is kept in the target's history, so
+			// that a node whose subscription breaks replays what Redis
+			// dropped (broker_redis_history.go); orders to disconnect are
+			// not replayed.
+			m.History = e.Kind == KindMessage || e.Kind == KindJoin || e.Kind == KindLeave
+		}
+		cmds[i] = b.store.Route(ctx, pipe, session.Target{Action: e.Action, User: e.User}, b.cfg.Node, m, eval)
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command
 	return cmds

@@ -11,6 +11,7 @@ package routing
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,11 @@ type subscription struct {
 	// (connection lost, rebuilt, slot moved) while wanted; its next
 	// confirmation is reported to RedisBroker.resubscribed.
 	broken bool
+	// replayed: its history was replayed since it broke
+	// (broker_redis_history.go); failingSince is when reading it first
+	// failed.
+	replayed     bool
+	failingSince time.Time
 }
 
 // moved is a shard's refusal (MOVED) of a subscription in slot.
@@ -66,6 +72,11 @@ type subscriptions struct {
 	moved   chan moved    // a shard refused a subscription: not its slot
 	rebuild chan string   // the probe found the shard of this channel silent
 
+	// pos is each channel's position in its target's history
+	// (broker_redis_history.go); swept is when it was last swept.
+	pos   map[string]*histPos
+	swept time.Time
+
 	// The manager's own state.
 	shards map[string]*shard
 	placed map[string]*shard // channel → shard it was subscribed on
@@ -75,6 +86,7 @@ func (s *subscriptions) init(b *RedisBroker) {
 	s.b = b
 	s.want = make(map[string]*subscription)
 	s.live = make(map[string]bool)
+	s.pos = make(map[string]*histPos)
 	s.changed = make(chan struct{}, 1)
 	s.broken = make(chan *shard, 16)
 	s.dropped = make(chan string, 1024)
@@ -99,6 +111,7 @@ func (b *RedisBroker) Subscribe(ctx context.Context, t Topic) error {
 	sub := s.want[ch]
 	if sub == nil {
 		sub = &subscription{topic: t, ready: make(chan struct{})}
+		s.releasedLocked(ch, time.Time{})
 		if s.live[ch] {
 			sub.confirmed = true
 			close(sub.ready)
@@ -245,7 +258,10 @@ func (s *subscriptions) close(sh *shard) {
 func (s *subscriptions) lostLocked(ch string) {
 	delete(s.live, ch)
 	if sub := s.want[ch]; sub != nil && sub.confirmed {
-		sub.broken = true
+		// Replayed again even if it was since it broke last: Redis may
+		// have confirmed it, and counted messages for it, before this
+		// connection was lost too.
+		sub.broken, sub.replayed = true, false
 	}
 }
 
@@ -254,11 +270,14 @@ func (s *subscriptions) lostLocked(ch string) {
 // through.
 func (s *subscriptions) reconcile(ctx context.Context, deliver func(*Envelope) int) bool {
 	s.mu.Lock()
+	now := time.Now()
 	for ch, sub := range s.want {
 		if sub.refs <= 0 {
 			delete(s.want, ch)
+			s.releasedLocked(ch, now)
 		}
 	}
+	s.sweepLocked(now)
 	var add []string
 	for ch := range s.want {
 		if s.placed[ch] == nil {
@@ -294,6 +313,12 @@ func (s *subscriptions) reconcile(ctx context.Context, deliver func(*Envelope) i
 		}
 	}
 
+	// What a broken channel lost is replayed before it is subscribed
+	// again (broker_redis_history.go).
+	if held := s.replayBroken(ctx, add, deliver); len(held) > 0 {
+		ok = false
+		add = slices.DeleteFunc(add, func(ch string) bool { return held[ch] })
+	}
 	clear(byShard)
 	for _, ch := range add {
 		sh, err := s.shardFor(ctx, ch, deliver)
@@ -427,7 +452,9 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 		case *redis.Subscription:
 			switch m.Kind {
 			case "subscribe", "ssubscribe":
-				s.confirm(m.Channel)
+				if t, again := s.confirm(m.Channel); again && s.b.resubscribed != nil {
+					s.b.resubscribed(t)
+				}
 			case "sunsubscribe": // ours, or Redis's when the channel's slot moved
 				select {
 				case s.dropped <- m.Channel:
@@ -444,6 +471,9 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 					s.b.lastProbe.Store(time.Now().UnixNano())
 				}
 				continue
+			}
+			if !env.Hist.IsZero() && !s.advance(m.Channel, env.Hist) {
+				continue // replayed from the history already
 			}
 			deliver(&env)
 		}
@@ -476,26 +506,26 @@ func movedSlot(err error) (uint16, bool) {
 }
 
 // confirm records that Redis confirmed ch. It runs on the receive loop of
-// ch's shard, before any message of the new subscription is read: a
-// resubscription is reported from here (Resubscriber).
-func (s *subscriptions) confirm(ch string) {
+// ch's shard, before any message of the new subscription is read, and
+// reports whether ch was subscribed before and broke: the resubscription
+// is reported from here (Resubscriber).
+func (s *subscriptions) confirm(ch string) (Topic, bool) {
 	s.mu.Lock()
-	var again *Topic
-	if sub := s.want[ch]; sub != nil {
-		s.live[ch] = true
-		if !sub.confirmed {
-			sub.confirmed = true
-			close(sub.ready)
-		}
-		if sub.broken {
-			sub.broken = false
-			again = &sub.topic
-		}
+	defer s.mu.Unlock()
+	sub := s.want[ch]
+	if sub == nil {
+		return Topic{}, false
 	}
-	s.mu.Unlock()
-	if again != nil && s.b.resubscribed != nil {
-		s.b.resubscribed(*again)
+	s.live[ch] = true
+	if !sub.confirmed {
+		sub.confirmed = true
+		close(sub.ready)
 	}
+	if !sub.broken {
+		return Topic{}, false
+	}
+	sub.broken, sub.replayed = false, false
+	return sub.topic, true
 }
 
 // keySlot is Redis Cluster's hash slot of key: CRC16 (XMODEM) of the key,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,6 +117,29 @@ func TestRedisClusterBroker(t *testing.T) {
 	})
 }
 
+// queuedPubSub is the output buffer memory Redis holds for pub/sub
+// clients (CLIENT LIST's omem), on every master.
+func queuedPubSub(t *testing.T, r *redisEnv) int {
+	var mu sync.Mutex
+	total := 0
+	err := r.masters(t.Context(), func(c *redis.Client) error {
+		list, err := c.Do(t.Context(), "CLIENT", "LIST", "TYPE", "pubsub").Text()
+		for _, f := range strings.Fields(list) {
+			if v, ok := strings.CutPrefix(f, "omem="); ok {
+				n, _ := strconv.Atoi(v)
+				mu.Lock()
+				total += n
+				mu.Unlock()
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
+}
+
 // storePrefix is the store key prefix of t's env: channels under it are
 // t's own, not those of the subtests running beside it.
 func storePrefix(t *testing.T) string { return "test:" + t.Name() + ":" }
@@ -180,6 +204,10 @@ type brokerNode struct {
 	stop context.CancelFunc
 	done chan struct{}
 
+	// pause, held by a test, stops deliveries: the broker stops reading
+	// its subscription, as a busy node would.
+	pause sync.Mutex
+
 	mu    sync.Mutex
 	conns int
 	held  map[Topic]int           // connections per topic, as the router counts them
@@ -234,6 +262,8 @@ func (n *brokerNode) close() {
 // deliver is the node's handler, as the router's: it counts the node's
 // connections of the envelope's topic.
 func (n *brokerNode) deliver(e *Envelope) int {
+	n.pause.Lock()
+	n.pause.Unlock() //nolint:staticcheck // a gate: wait until the test lets deliveries go
 	t := e.Topic()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -586,6 +616,67 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		defer n1.mu.Unlock()
 		if got := n1.resub[erin]; len(got) != 1 || got[0] != 1 {
 			t.Errorf("resubscriptions of %v reported with %v messages delivered before, want one with 1 (the message before the kill)", erin, got)
+		}
+	})
+
+	// Redis kills a subscription connection while it holds messages
+	// queued for it (the node was slow to read), after PUBLISH counted
+	// them: Redis throws them away. The broker replays them from the
+	// target's history once subscribed again: every message acked as
+	// reached arrives, once, in order, broadcasts and user messages alike.
+	t.Run("DroppedWithSubscriber", func(t *testing.T) {
+		// Not parallel: it kills every subscription on the Redis the
+		// subtests share.
+		env := newEnv(t)
+		n0, n1 := startBrokerNode(t, env, "n0"), startBrokerNode(t, env, "n1")
+		n1.hold(t, "hall", "hal", 1)
+		topics := []Topic{{Action: "hall"}, {Action: "hall", User: "hal"}}
+		pad := strings.Repeat("x", 64<<10)
+		n1.pause.Lock()
+		paused := true
+		defer func() {
+			if paused {
+				n1.pause.Unlock()
+			}
+		}()
+		// Until the socket buffers are full and Redis queues the rest
+		// (within the history's length).
+		count := 0
+		for count < 600 && (count < 20 || queuedPubSub(t, env.redis) < 1<<20) {
+			for range 20 {
+				tp := topics[count%2]
+				if d := n0.mustPublish(t, tp, fmt.Sprintf("%d %s", count, pad)); d.Reached != 1 {
+					t.Fatalf("message %d: %+v, want Reached 1", count, d)
+				}
+				count++
+			}
+		}
+		if queuedPubSub(t, env.redis) == 0 {
+			t.Fatalf("nothing queued in redis after %d messages", count)
+		}
+		if err := env.redis.masters(t.Context(), func(c *redis.Client) error {
+			return c.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		paused = false
+		n1.pause.Unlock()
+		for k, tp := range topics {
+			brokerWaitFor(t, fmt.Sprintf("every message of %+v delivered", tp), func() bool { return len(n1.payloads(tp)) >= count/2 })
+			got := n1.payloads(tp)
+			for j, p := range got {
+				if want := fmt.Sprintf("%d ", 2*j+k); !strings.HasPrefix(p, want) {
+					t.Fatalf("%+v: delivery %d is message %.8q, want %q (lost, twice or out of order)", tp, j, p, want)
+				}
+			}
+			if len(got) != count/2 {
+				t.Errorf("%+v: %d deliveries, want %d", tp, len(got), count/2)
+			}
+		}
+		if r, ok := n1.b.(*RedisBroker); ok {
+			if replayed, _ := r.HistoryStats(); replayed == 0 {
+				t.Errorf("nothing replayed from the history: Redis dropped nothing, the test proves nothing")
+			}
 		}
 	})
 

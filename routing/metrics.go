@@ -146,6 +146,28 @@ func (m *metrics) registerMailbox(reg prometheus.Registerer, mbox interface{ Dro
 	reg.MustRegister(m.mailKept, m.mailDuplicates, m.catchups, m.catchupSize, m.repairs, dropped)
 }
 
+// historyStats is a broker that replays histories (RedisBroker).
+type historyStats interface {
+	HistoryStats() (replayed, failed uint64)
+}
+
+// registerHistory registers the metrics of history replays, read from h.
+func registerHistory(reg prometheus.Registerer, h historyStats) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_history_replayed_total",
+			Help: "Messages replayed from a target's history after a broken Redis subscription: Redis had dropped them with it.",
+		}, func() float64 { r, _ := h.HistoryStats(); return float64(r) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_history_failures_total",
+			Help: "History replays after a broken Redis subscription that could not read the history: what Redis dropped with it is lost.",
+		}, func() float64 { _, f := h.HistoryStats(); return float64(f) }),
+	)
+}
+
 // refusalReasons are the values of switchboard_refusals_total's reason label.
 var refusalReasons = []string{refuseMaxConnections, refuseHandshakeRate, refuseBadRequest, refuseTooManyConnections, refuseBanned}
 

@@ -268,6 +268,9 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Mailbox != nil {
 		r.metrics.registerMailbox(cfg.Registerer, cfg.Mailbox)
 	}
+	if h, ok := cfg.Broker.(historyStats); ok {
+		registerHistory(cfg.Registerer, h)
+	}
 	r.queueLimit = int32(cfg.OutboundQueue)
 	r.epoch = time.Now()
 	r.door = newDoor(cfg.Limits)

@@ -45,5 +45,6 @@ fuzz ./routing FuzzParseStamp
 fuzz ./routing FuzzAPIMessage
 fuzz ./routing FuzzHandshake
 fuzz ./routing FuzzSequence
+fuzz ./routing FuzzEnvelope
 fuzz ./auth FuzzVerify
 echo "==> all tests passed"

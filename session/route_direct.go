@@ -13,7 +13,7 @@ import (
 var luaRouteDirect string
 
 // routeDirectScript is mailbox_append followed by the direct route.
-var routeDirectScript = redis.NewScript(mailboxAppendFunc + "\n" + luaRouteDirect)
+var routeDirectScript = redis.NewScript(mailboxAppendFunc + "\n" + luaHistory + "\n" + luaRouteDirect)
 
 // Direct is one direct message for RouteDirect.
 type Direct struct {
@@ -47,8 +47,9 @@ type DirectResult struct {
 // mailbox (mb; nil without one: dedup and append), and a publish to every
 // node holding the recipient's connections in the action, the sending
 // node included (every recipient then gets the mailbox's messages through
-// its node's subscription, in seq order). Read the result with
-// ParseDirect.
+// its node's subscription, in seq order). Without a mailbox the message
+// goes to the recipient's history instead (history_redis.go), and the
+// envelope carries its entry id. Read the result with ParseDirect.
 func (s *RedisStore) RouteDirect(ctx context.Context, pipe redis.Pipeliner, mb *RedisMailbox, d Direct, node string, now time.Time, eval bool) *redis.Cmd {
 	route := s.userRouteKey(d.Action, d.User)
 	keys := make([]string, 0, 8)
@@ -73,8 +74,9 @@ func (s *RedisStore) RouteDirect(ctx context.Context, pipe redis.Pipeliner, mb *
 		args = append(args, margs[0])
 		args = append(args, margs[2:]...)
 	} else {
-		// Unused, but declared, in the recipient's slot.
-		keys = append(keys, route, route, route, route)
+		// The history, then unused keys declared in the recipient's slot.
+		keys = append(keys, s.historyKey(Target{Action: d.Action, User: d.User}), route, route, route)
+		args = append(args, HistoryLength, HistoryTTL.Milliseconds())
 	}
 	if !s.cluster {
 		keys = append(keys, s.nodeKey(node))

@@ -16,7 +16,7 @@ import (
 //go:embed lua/route.lua
 var luaRoute string
 
-var routeScript = redis.NewScript(luaRoute)
+var routeScript = redis.NewScript(luaHistory + "\n" + luaRoute)
 
 // ErrBindingsLost: the store no longer holds this node's heartbeat (Redis
 // restarted empty, was flushed, or this node was reaped after a stall), so
@@ -24,8 +24,8 @@ var routeScript = redis.NewScript(luaRoute)
 // Restore its bindings.
 var ErrBindingsLost = errors.New("session: this node's bindings are gone from the store")
 
-// Target is what a routed message is addressed to: the connections of User
-// in Action, or of the whole Action when User is empty.
+// Target is what a routed message is addressed to: the connections of
+// User in Action, or of the whole Action when User is empty.
 type Target struct {
 	Action string
 	User   string
@@ -42,12 +42,23 @@ type RouteResult struct {
 	Missed int
 }
 
-// Route queues on pipe the script that publishes payload on the channel of
-// t for every node except node that holds connections of t, and counts
+// Routed is one envelope for Route: its wire form up to its seq field
+// (Header), the seq field's content (Seq, "" for none) and the frame.
+// With History, the envelope is appended to t's history first and the
+// seq field carries the entry's id instead (Seq must be "").
+type Routed struct {
+	Header  []byte
+	Seq     string
+	Frame   []byte
+	History bool
+}
+
+// Route queues on pipe the script that publishes m on the channel of t
+// for every node except node that holds connections of t, and counts
 // them. eval sends the whole script (EVAL) instead of its digest; use it
 // after NOSCRIPT. Read the result with ParseRoute.
-func (s *RedisStore) Route(ctx context.Context, pipe redis.Pipeliner, t Target, node string, payload []byte, eval bool) *redis.Cmd {
-	keys := make([]string, 1, 2)
+func (s *RedisStore) Route(ctx context.Context, pipe redis.Pipeliner, t Target, node string, m Routed, eval bool) *redis.Cmd {
+	keys := make([]string, 2, 3)
 	var chPrefix string
 	if t.User != "" {
 		keys[0] = s.userRouteKey(t.Action, t.User)
@@ -56,16 +67,21 @@ func (s *RedisStore) Route(ctx context.Context, pipe redis.Pipeliner, t Target, 
 		keys[0] = s.actionRouteKey(t.Action)
 		chPrefix = s.actionChannelPrefix(t.Action)
 	}
+	keys[1] = s.historyKey(t)
 	publish := "PUBLISH"
 	if s.cluster {
 		publish = "SPUBLISH"
 	} else {
 		keys = append(keys, s.nodeKey(node))
 	}
-	if eval {
-		return routeScript.Eval(ctx, pipe, keys, chPrefix, payload, node, publish)
+	maxlen := 0
+	if m.History {
+		maxlen = HistoryLength
 	}
-	return routeScript.EvalSha(ctx, pipe, keys, chPrefix, payload, node, publish)
+	if eval {
+		return routeScript.Eval(ctx, pipe, keys, chPrefix, m.Header, m.Frame, node, publish, m.Seq, maxlen, HistoryTTL.Milliseconds())
+	}
+	return routeScript.EvalSha(ctx, pipe, keys, chPrefix, m.Header, m.Frame, node, publish, m.Seq, maxlen, HistoryTTL.Milliseconds())
 }
 
 // ParseRoute reads the answer of a Route script: ErrBindingsLost when the

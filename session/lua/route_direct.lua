@@ -3,7 +3,9 @@
 -- recipient's slot.
 -- KEYS: 1 the recipient's route hash in the action (node -> connections),
 --       2 the recipient's blocks set, 3 its block counters,
---       4-7 the mailbox keys of mailbox_append (stream, meta, dedup, index),
+--       4-7 the mailbox keys of mailbox_append (stream, meta, dedup, index)
+--       with the mailbox; without it KEYS[4] is the recipient's history
+--       stream (history.lua),
 --       8 (single Redis only) the sending node's heartbeat.
 -- ARGV: 1 channel prefix (the node id is appended), 2 the envelope's wire
 --       form up to its seq field, 3 the frame head (ending in ',"seq":')
@@ -11,7 +13,10 @@
 --       5 PUBLISH or SPUBLISH, 6 the sender's user id ('' for the server
 --       API), 7 '1' with the mailbox, 8 '1' when the sending connection is
 --       one of the recipient's (a message to oneself): it is not counted,
---       9.. mailbox_append's arguments from action on.
+--       9.. mailbox_append's arguments from action on; without the
+--       mailbox, 9 the history length (0: none) and 10 its time to live
+--       (ms). A message kept in no mailbox is appended to the history, and
+--       its entry id is the envelope's seq field.
 -- Returns {reached, missed, seq, state, trimmed}: connections on nodes whose
 -- subscription took the message (this node included: every recipient
 -- gets it through its node's subscription, so in seq order), connections
@@ -39,20 +44,36 @@ if mailbox then
     tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]))
   if dup == 1 then return {0, 0, seq, 1, 0} end
 end
-local s = ''
-if seq > 0 then s = tostring(seq) end
-local env = ARGV[2] .. string.char(#s) .. s .. frame
 local r = redis.call('HGETALL', KEYS[1])
-local reached, missed = 0, 0
+local nodes = {}
 for i = 1, #r, 2 do
   local n = tonumber(r[i + 1])
   if r[i] == ARGV[4] and ARGV[8] == '1' then n = n - 1 end
   if n > 0 then
-    if redis.call(ARGV[5], ARGV[1] .. r[i], env) > 0 then
-      reached = reached + n
-    else
-      missed = missed + n
-    end
+    nodes[#nodes + 1] = r[i]
+    nodes[#nodes + 1] = n
   end
 end
+local s = ''
+local hist = not mailbox and #nodes > 0 and tonumber(ARGV[9]) > 0
+if seq > 0 then
+  s = tostring(seq)
+elseif hist then
+  local names = {}
+  for i = 1, #nodes, 2 do names[#names + 1] = nodes[i] end
+  s = history_add(KEYS[4], ARGV[2], frame, names, tonumber(ARGV[9]), ARGV[10])
+end
+local env = ARGV[2] .. string.char(#s) .. s .. frame
+local reached, missed = 0, 0
+local lost
+for i = 1, #nodes, 2 do
+  if redis.call(ARGV[5], ARGV[1] .. nodes[i], env) > 0 then
+    reached = reached + nodes[i + 1]
+  else
+    missed = missed + nodes[i + 1]
+    lost = lost or {}
+    lost[#lost + 1] = nodes[i]
+  end
+end
+if lost and hist then history_missed(KEYS[4], s, lost, tonumber(ARGV[9])) end
 return {reached, missed, seq, 0, trimmed}
