@@ -35,7 +35,10 @@ type Envelope struct {
 	Node    string // target node (KindDisconnect of one connection, KindProbe)
 	Seq     int64  // the message's number in its recipient's mailbox (0: none)
 	// Hist is the envelope's entry in its target's history on Redis
-	// (zero: none). It travels in the seq field, in Redis's "ms-seq" form.
+	// (zero: none). A message or presence event carries it in the Conn
+	// field on the wire, in Redis's "ms-seq" form: nodes of versions
+	// before the history ignore that field in such envelopes, so they
+	// still read them during a rolling upgrade.
 	Hist    HistID
 	Payload []byte // the frame to write to each recipient
 }
@@ -189,11 +192,8 @@ type Resubscriber interface {
 func (e *Envelope) MarshalBinary() ([]byte, error) {
 	b := e.AppendHeader(make([]byte, 0, e.headerSize()+21+len(e.Payload)))
 	var seq []byte
-	switch {
-	case e.Seq > 0:
+	if e.Seq > 0 {
 		seq = strconv.AppendInt(make([]byte, 0, 20), e.Seq, 10)
-	case !e.Hist.IsZero():
-		seq = []byte(e.Hist.String())
 	}
 	b = append(b, byte(len(seq)))
 	b = append(b, seq...)
@@ -209,7 +209,11 @@ func (e *Envelope) headerSize() int {
 // number, or a zero byte) and the payload.
 func (e *Envelope) AppendHeader(b []byte) []byte {
 	b = append(b, e.Kind)
-	for _, s := range [...]string{e.Origin, e.Exclude, e.Action, e.User, e.Conn, e.Node} {
+	conn := e.Conn
+	if conn == "" && !e.Hist.IsZero() && e.carriesHist() {
+		conn = e.Hist.String()
+	}
+	for _, s := range [...]string{e.Origin, e.Exclude, e.Action, e.User, conn, e.Node} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -217,6 +221,12 @@ func (e *Envelope) AppendHeader(b []byte) []byte {
 }
 
 var errBadEnvelope = errors.New("routing: malformed envelope")
+
+// carriesHist reports whether e's kind carries its history id in the Conn
+// field: messages and presence events, which never target a connection.
+func (e *Envelope) carriesHist() bool {
+	return e.Kind == KindMessage || e.Kind == KindJoin || e.Kind == KindLeave
+}
 
 // UnmarshalBinary decodes an envelope encoded by MarshalBinary. Payload
 // aliases b.
@@ -239,16 +249,18 @@ func (e *Envelope) UnmarshalBinary(b []byte) error {
 	}
 	e.Seq, e.Hist = 0, HistID{}
 	if n := int(b[0]); n > 0 {
-		f := b[1 : 1+n]
-		if h, ok := parseHistID(f); ok {
-			e.Hist = h
-		} else {
-			seq, ok := parseUint(f)
-			if !ok || seq == 0 || seq > 1<<63-1 {
-				return errBadEnvelope
-			}
-			e.Seq = int64(seq)
+		seq, ok := parseUint(b[1 : 1+n])
+		if !ok || seq == 0 || seq > 1<<63-1 {
+			return errBadEnvelope
 		}
+		e.Seq = int64(seq)
+	}
+	if e.Conn != "" && e.carriesHist() {
+		h, ok := parseHistID([]byte(e.Conn))
+		if !ok {
+			return errBadEnvelope
+		}
+		e.Hist, e.Conn = h, ""
 	}
 	e.Payload = b[1+int(b[0]):]
 	return nil

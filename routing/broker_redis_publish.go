@@ -214,7 +214,7 @@ func (b *RedisBroker) exec(ctx context.Context, batch []*pubReq, only []bool) []
 			// that a node whose subscription breaks replays what Redis
 			// dropped (broker_redis_history.go); orders to disconnect are
 			// not replayed.
-			m.History = e.Kind == KindMessage || e.Kind == KindJoin || e.Kind == KindLeave
+			m.History = e.carriesHist() && e.Conn == ""
 		}
 		cmds[i] = b.store.Route(ctx, pipe, session.Target{Action: e.Action, User: e.User}, b.cfg.Node, m, eval)
 	}

@@ -44,8 +44,9 @@ type RouteResult struct {
 
 // Routed is one envelope for Route: its wire form up to its seq field
 // (Header), the seq field's content (Seq, "" for none) and the frame.
-// With History, the envelope is appended to t's history first and the
-// seq field carries the entry's id instead (Seq must be "").
+// With History, the envelope is appended to t's history first and
+// carries the entry's id in its Conn field: Header must then end with
+// empty Conn and Node fields.
 type Routed struct {
 	Header  []byte
 	Seq     string

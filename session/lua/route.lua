@@ -8,10 +8,10 @@
 -- ARGV: 1 channel prefix (the node id is appended), 2 the envelope's wire
 -- form up to its seq field, 3 its frame, 4 sending node, 5 publish
 -- command (PUBLISH or SPUBLISH), 6 the seq field's content ('' = none),
--- 7 history length (0: no history; the seq field then carries ARGV[6]),
--- 8 history time to live (ms).
--- With a history, the message is appended to it first and its entry id
--- is the envelope's seq field, so that a node can tell what it received.
+-- 7 history length (0: no history), 8 history time to live (ms).
+-- With a history, the message is appended to it first and the envelope
+-- carries its entry id (history_envelope), so that a node can tell what
+-- it received; the header must then end with empty Conn and Node fields.
 -- Returns {connections on nodes that took the message, connections on nodes
 -- whose subscription is gone}. Cost: one HGETALL of a hash with one field
 -- per node, one publish per other node: independent of connection counts.
@@ -22,14 +22,16 @@ for i = 1, #r, 2 do
   if r[i] ~= ARGV[4] then nodes[#nodes + 1] = i end
 end
 if #nodes == 0 then return {0, 0} end
-local s = ARGV[6]
 local maxlen = tonumber(ARGV[7])
+local id, env
 if maxlen > 0 then
   local names = {}
   for k, i in ipairs(nodes) do names[k] = r[i] end
-  s = history_add(KEYS[2], ARGV[2], ARGV[3], names, maxlen, ARGV[8])
+  id = history_add(KEYS[2], ARGV[2], ARGV[3], names, maxlen, ARGV[8])
+  env = history_envelope(ARGV[2], id, ARGV[6], ARGV[3])
+else
+  env = ARGV[2] .. string.char(#ARGV[6]) .. ARGV[6] .. ARGV[3]
 end
-local env = ARGV[2] .. string.char(#s) .. s .. ARGV[3]
 local reached, missed = 0, 0
 local lost
 for _, i in ipairs(nodes) do
@@ -42,5 +44,5 @@ for _, i in ipairs(nodes) do
     lost[#lost + 1] = r[i]
   end
 end
-if lost and maxlen > 0 then history_missed(KEYS[2], s, lost, maxlen) end
+if lost and id then history_missed(KEYS[2], id, lost, maxlen) end
 return {reached, missed}

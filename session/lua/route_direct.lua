@@ -16,7 +16,7 @@
 --       9.. mailbox_append's arguments from action on; without the
 --       mailbox, 9 the history length (0: none) and 10 its time to live
 --       (ms). A message kept in no mailbox is appended to the history, and
---       its entry id is the envelope's seq field.
+--       the envelope carries its entry id (history_envelope).
 -- Returns {reached, missed, seq, state, trimmed}: connections on nodes whose
 -- subscription took the message (this node included: every recipient
 -- gets it through its node's subscription, so in seq order), connections
@@ -55,15 +55,16 @@ for i = 1, #r, 2 do
   end
 end
 local s = ''
-local hist = not mailbox and #nodes > 0 and tonumber(ARGV[9]) > 0
-if seq > 0 then
-  s = tostring(seq)
-elseif hist then
+if seq > 0 then s = tostring(seq) end
+local id, env
+if not mailbox and #nodes > 0 and tonumber(ARGV[9]) > 0 then
   local names = {}
   for i = 1, #nodes, 2 do names[#names + 1] = nodes[i] end
-  s = history_add(KEYS[4], ARGV[2], frame, names, tonumber(ARGV[9]), ARGV[10])
+  id = history_add(KEYS[4], ARGV[2], frame, names, tonumber(ARGV[9]), ARGV[10])
+  env = history_envelope(ARGV[2], id, s, frame)
+else
+  env = ARGV[2] .. string.char(#s) .. s .. frame
 end
-local env = ARGV[2] .. string.char(#s) .. s .. frame
 local reached, missed = 0, 0
 local lost
 for i = 1, #nodes, 2 do
@@ -75,5 +76,5 @@ for i = 1, #nodes, 2 do
     lost[#lost + 1] = nodes[i]
   end
 end
-if lost and hist then history_missed(KEYS[4], s, lost, tonumber(ARGV[9])) end
+if lost and id then history_missed(KEYS[4], id, lost, tonumber(ARGV[9])) end
 return {reached, missed, seq, 0, trimmed}
