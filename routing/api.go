@@ -113,7 +113,7 @@ func (r *Router) publish(ctx context.Context, e *Envelope) (int, error) {
 	if err == nil && d.Missed > 0 {
 		err = fmt.Errorf("%w: %w: %d", ErrBrokerUnavailable, errUnreachable, d.Missed)
 	}
-	if err == nil && e.Kind == KindMessage && e.User != "" && d.Reached == 0 && r.othersRestoring() {
+	if err == nil && e.Kind == KindMessage && e.User != "" && d.Reached == 0 && r.offlineUncertain() {
 		// Not user_offline: the user's bindings may not be rewritten yet.
 		err = fmt.Errorf("%w: other nodes may still be rewriting their bindings", ErrBrokerUnavailable)
 	}

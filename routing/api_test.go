@@ -132,8 +132,26 @@ const apiTestToken = "t0ken"
 // newAPITestNode runs a Router on store and hub (a cluster in one process).
 func newAPITestNode(t *testing.T, name string, store session.Store, hub *MemoryHub) *apiTestNode {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	r, err := New(Config{Node: name, Store: store, Broker: hub.Broker(name), Registerer: reg, MaxMessageBytes: 1024})
+	n := startAPITestNode(t, Config{Node: name, Store: store, Broker: hub.Broker(name)})
+	// Run registers the node's delivery with the hub: wait for it.
+	apiWaitFor(t, "node running", func() bool {
+		hub.mu.RLock()
+		b := hub.nodes[name]
+		hub.mu.RUnlock()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.deliver != nil
+	})
+	return n
+}
+
+// startAPITestNode runs a Router configured by cfg (a registry and a
+// 1 KiB message limit added), served by httptest with the API mounted.
+func startAPITestNode(t *testing.T, cfg Config) *apiTestNode {
+	t.Helper()
+	cfg.Registerer = prometheus.NewRegistry()
+	cfg.MaxMessageBytes = 1024
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,23 +167,14 @@ func newAPITestNode(t *testing.T, name string, store session.Store, hub *MemoryH
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
 		if err := r.Shutdown(sctx); err != nil {
-			t.Errorf("shutdown %s: %v", name, err)
+			t.Errorf("shutdown %s: %v", cfg.Node, err)
 		}
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("run %s: %v", name, err)
+			t.Errorf("run %s: %v", cfg.Node, err)
 		}
 		n.srv.Close()
 		routerStopped(t)
-	})
-	// Run registers the node's delivery with the hub: wait for it.
-	apiWaitFor(t, "node running", func() bool {
-		hub.mu.RLock()
-		b := hub.nodes[name]
-		hub.mu.RUnlock()
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.deliver != nil
 	})
 	return n
 }

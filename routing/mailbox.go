@@ -154,9 +154,9 @@ func (r *Router) publishDirect(ctx context.Context, dp DirectPublisher, c *Conn,
 		// resend with the same id is answered from the dedup record.
 		err = fmt.Errorf("%w: %w: %d", ErrBrokerUnavailable, errUnreachable, dd.Missed)
 	}
-	if err == nil && dd.Reached == 0 && !dd.Dup && !dd.Blocked && r.othersRestoring() {
+	if err == nil && dd.Reached == 0 && !dd.Dup && !dd.Blocked && r.offlineUncertain() {
 		// Not offline for sure: the recipient's node may not have
-		// rewritten its bindings yet (see othersRestoring).
+		// rewritten its bindings yet (see offlineUncertain).
 		err = fmt.Errorf("%w: other nodes may still be rewriting their bindings", ErrBrokerUnavailable)
 	}
 	res := directResult{delivered: dd.Reached, seq: dd.Seq, dup: dd.Dup, blocked: dd.Blocked, err: err}

@@ -204,7 +204,11 @@ type Router struct {
 	lost       chan struct{} // a publish found the store without this node's bindings
 	beaten     atomic.Bool   // the first heartbeat was written
 	restoredAt atomic.Int64  // unix nanos of the last rewrite of this node's bindings
-	troubleAt  atomic.Int64  // unix nanos of the last failed heartbeat or lost heartbeat
+	// beat is the heartbeat in flight (nil between beats): Redis may have
+	// found this node's heartbeat gone and written it again, and then run
+	// route scripts as if nothing was lost, before the node knows.
+	beat      atomic.Pointer[heartbeatCall]
+	troubleAt atomic.Int64 // unix nanos of the last failed heartbeat or lost heartbeat
 
 	// The mailbox (mailbox.go); mbox is nil when it is off.
 	mbox    session.Mailbox
@@ -439,10 +443,20 @@ func (r *Router) heartbeat(ctx context.Context) {
 	} else {
 		r.metrics.brokerUp.Set(0)
 	}
+	call := &heartbeatCall{done: make(chan struct{})}
+	r.beat.Store(call)
 	alive, err := r.store.Heartbeat(ctx, r.node, r.cfg.HeartbeatTTL)
 	if err != nil || !alive {
 		r.troubleAt.Store(time.Now().UnixNano())
 	}
+	first := err == nil && !r.beaten.Swap(true)
+	if err == nil && !alive && !first {
+		// Before the beat ends: from here until the rewrite is done, and
+		// for a while after it, offlineUncertain says so.
+		r.storeOK.Store(false)
+	}
+	r.beat.Store(nil)
+	close(call.done)
 	if err != nil {
 		if r.storeOK.Swap(false) {
 			r.log.Error("store unreachable", "err", err)
@@ -451,9 +465,7 @@ func (r *Router) heartbeat(ctx context.Context) {
 		r.metrics.storeErrors.Inc()
 		return
 	}
-	first := !r.beaten.Swap(true)
 	if !alive && !first {
-		r.storeOK.Store(false)
 		r.log.Warn("the store lost this node's heartbeat (restarted, flushed or expired); rewriting bindings")
 	}
 	if !r.storeOK.Load() {
@@ -485,6 +497,30 @@ func (r *Router) restore(ctx context.Context) bool {
 	}
 	r.log.Info("bindings rewritten", "bindings", len(bs))
 	return true
+}
+
+// heartbeatCall is one heartbeat in flight; done is closed once its answer
+// has been taken into account (storeOK).
+type heartbeatCall struct{ done chan struct{} }
+
+// offlineUncertain reports whether a user found without connections may
+// have some that the store does not list yet, so that the sender gets
+// unavailable rather than a false user_offline: this node's bindings are
+// being rewritten, or were within othersRestoring's window, or a
+// heartbeat in flight may have found them lost (it is waited for, at most
+// StoreTimeout; rare: only for a message that reached nobody, during the
+// round trip of a heartbeat).
+func (r *Router) offlineUncertain() bool {
+	if call := r.beat.Load(); call != nil {
+		t := time.NewTimer(r.cfg.StoreTimeout)
+		select {
+		case <-call.done:
+			t.Stop()
+		case <-t.C:
+			return true
+		}
+	}
+	return !r.storeOK.Load() || r.othersRestoring()
 }
 
 // othersRestoring reports whether this node rewrote its bindings within

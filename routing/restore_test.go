@@ -1,0 +1,251 @@
+package routing
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/internal/redistest"
+	"github.com/switchboard/switchboard/session"
+)
+
+// gatedRestoreStore holds Restore, once armed, until it is released: a
+// node rewriting many bindings after Redis lost them. With beatGate, it
+// also holds the answer of a Heartbeat that found the node's heartbeat
+// gone, after Redis wrote it again: a node slow to see that answer.
+type gatedRestoreStore struct {
+	*session.RedisStore
+	mu      sync.Mutex
+	gate    chan struct{} // nil: Restore goes through
+	entered chan struct{} // closed when a held Restore starts
+
+	beatGate    chan struct{} // nil: Heartbeat answers at once
+	beatEntered chan struct{} // closed when a held Heartbeat waits
+}
+
+func (s *gatedRestoreStore) armHeartbeat() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beatGate, s.beatEntered = make(chan struct{}), make(chan struct{})
+}
+
+func (s *gatedRestoreStore) releaseHeartbeat() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.beatGate != nil {
+		close(s.beatGate)
+		s.beatGate = nil
+	}
+}
+
+func (s *gatedRestoreStore) Heartbeat(ctx context.Context, node string, ttl time.Duration) (bool, error) {
+	alive, err := s.RedisStore.Heartbeat(ctx, node, ttl)
+	s.mu.Lock()
+	gate, entered := s.beatGate, s.beatEntered
+	s.mu.Unlock()
+	if gate != nil && err == nil && !alive {
+		select {
+		case <-entered:
+		default:
+			close(entered)
+		}
+		<-gate
+	}
+	return alive, err
+}
+
+func (s *gatedRestoreStore) arm() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gate, s.entered = make(chan struct{}), make(chan struct{})
+}
+
+func (s *gatedRestoreStore) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
+}
+
+func (s *gatedRestoreStore) Restore(ctx context.Context, bs []session.Binding) error {
+	s.mu.Lock()
+	gate, entered := s.gate, s.entered
+	s.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-entered:
+		default:
+			close(entered)
+		}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.RedisStore.Restore(ctx, bs)
+}
+
+// TestNoFalseOfflineDuringRewrite: Redis is flushed; the sender's node has
+// written its heartbeat again and is rewriting its bindings, the
+// recipient's node has not rewritten its own yet. A direct message then
+// finds no binding of its recipient, who is online: the sender must get
+// unavailable, not user_offline (MAILBOX=false), and delivery resumes once
+// the bindings are back.
+func TestNoFalseOfflineDuringRewrite(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	start := func(name string) (*apiTestNode, *gatedRestoreStore) {
+		c, err := session.NewRedisClient(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		rs := session.NewRedisStore(c, session.RedisOptions{Prefix: "rewrite:"})
+		b, err := NewRedisBroker(rs, RedisBrokerConfig{Node: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := &gatedRestoreStore{RedisStore: rs}
+		return startAPITestNode(t, Config{Node: name, Store: g, Broker: b, HeartbeatTTL: 3 * time.Second}), g
+	}
+	n0, g0 := start("n0")
+	n1, g1 := start("n1")
+	alice := n0.online(t, "chat", "alice")
+	bob := n1.online(t, "chat", "bob")
+	if m := alice.send(t, map[string]any{"to": "bob", "id": "before"}); m["type"] != "ack" || m["delivered"] != 1.0 {
+		t.Fatalf("before the flush: %v, want an ack delivered 1", m)
+	}
+	if m := bob.next(); m["id"] != "before" || m["from"] != "alice" {
+		t.Fatalf("bob got %v, want alice's message", m)
+	}
+
+	g0.arm()
+	g1.arm()
+	defer g0.release()
+	defer g1.release()
+	if err := srv.Client().FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g0.entered: // n0's heartbeat is back; its bindings are being rewritten
+	case <-time.After(10 * time.Second):
+		t.Fatal("n0 did not start rewriting its bindings")
+	}
+	if m := alice.send(t, map[string]any{"to": "bob", "id": "during"}); m["type"] != "error" || m["code"] != "unavailable" {
+		t.Errorf("while the nodes rewrite their bindings: %v, want error unavailable (bob is online)", m)
+	}
+	g0.release()
+	g1.release()
+	apiWaitFor(t, "delivery after the rewrite", func() bool {
+		m := alice.send(t, map[string]any{"to": "bob", "id": "after"})
+		return m["type"] == "ack" && m["delivered"] == 1.0
+	})
+}
+
+// signalBroker tells when a direct message's publish has returned.
+type signalBroker struct {
+	*RedisBroker
+	published chan DirectDelivery
+}
+
+func (b *signalBroker) PublishDirect(ctx context.Context, m *DirectMessage) (DirectDelivery, error) {
+	d, err := b.RedisBroker.PublishDirect(ctx, m)
+	select {
+	case b.published <- d:
+	default:
+	}
+	return d, err
+}
+
+// TestNoFalseOfflineAtHeartbeat: Redis is flushed and the sender's node
+// writes its heartbeat again: from then, Redis runs its route scripts as
+// if nothing was lost. A direct message routed before the node has read
+// that heartbeat's answer (which says its bindings are gone) finds no
+// binding of its recipient, who is online: the sender must get
+// unavailable, not user_offline. The node has to wait for the heartbeat
+// in flight to know.
+func TestNoFalseOfflineAtHeartbeat(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	var published chan DirectDelivery
+	start := func(name string) (*apiTestNode, *gatedRestoreStore) {
+		c, err := session.NewRedisClient(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		rs := session.NewRedisStore(c, session.RedisOptions{Prefix: "beat:"})
+		b, err := NewRedisBroker(rs, RedisBrokerConfig{Node: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb := &signalBroker{RedisBroker: b, published: make(chan DirectDelivery, 1)}
+		if published == nil {
+			published = sb.published
+		}
+		g := &gatedRestoreStore{RedisStore: rs}
+		return startAPITestNode(t, Config{Node: name, Store: g, Broker: sb, HeartbeatTTL: 3 * time.Second}), g
+	}
+	n0, g0 := start("n0")
+	n1, g1 := start("n1")
+	alice := n0.online(t, "chat", "alice")
+	n1.online(t, "chat", "bob")
+	if m := alice.send(t, map[string]any{"to": "bob", "id": "before"}); m["type"] != "ack" || m["delivered"] != 1.0 {
+		t.Fatalf("before the flush: %v, want an ack delivered 1", m)
+	}
+	<-published
+
+	g0.armHeartbeat()
+	g1.arm() // bob's binding stays gone
+	defer g0.releaseHeartbeat()
+	defer g1.release()
+	if err := srv.Client().FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g0.beatEntered: // n0's heartbeat is written again; n0 has not seen the answer
+	case <-time.After(10 * time.Second):
+		t.Fatal("n0 did not beat after the flush")
+	}
+	if err := alice.ws.WriteJSON(map[string]any{"type": "message", "to": "bob", "id": "during"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-published:
+		if d.Reached != 0 {
+			t.Fatalf("the publish during the flush reached %d, want 0 (bob's binding is gone)", d.Reached)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message was not published")
+	}
+	g0.releaseHeartbeat()
+	if m := alice.nextAnswer(t); m["type"] != "error" || m["code"] != "unavailable" {
+		t.Errorf("routed before the node read its heartbeat's answer: %v, want error unavailable (bob is online)", m)
+	}
+	g1.release()
+}
+
+// send writes m and returns the answer: the next message that is an ack
+// or an error.
+func (c *apiWS) send(t *testing.T, m map[string]any) map[string]any {
+	t.Helper()
+	if err := c.ws.WriteJSON(m); err != nil {
+		t.Fatal(err)
+	}
+	return c.nextAnswer(t)
+}
+
+// nextAnswer returns the next message that is an ack or an error.
+func (c *apiWS) nextAnswer(t *testing.T) map[string]any {
+	t.Helper()
+	for {
+		a := c.next()
+		if a["type"] == "ack" || a["type"] == "error" {
+			return a
+		}
+	}
+}
