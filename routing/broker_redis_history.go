@@ -65,16 +65,6 @@ func (s *subscriptions) advance(ch string, h HistID) bool {
 	return true
 }
 
-// position returns ch's position: zero when it received nothing yet.
-func (s *subscriptions) position(ch string) HistID {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p := s.pos[ch]; p != nil {
-		return p.id
-	}
-	return HistID{}
-}
-
 // releasedLocked marks ch's position as no longer wanted (now), or wanted
 // again (zero time). s.mu is held.
 func (s *subscriptions) releasedLocked(ch string, now time.Time) {
