@@ -93,8 +93,9 @@ func (s *gatedRestoreStore) Restore(ctx context.Context, bs []session.Binding) e
 // written its heartbeat again and is rewriting its bindings, the
 // recipient's node has not rewritten its own yet. A direct message then
 // finds no binding of its recipient, who is online: the sender must get
-// unavailable, not user_offline (MAILBOX=false), and delivery resumes once
-// the bindings are back.
+// unavailable, not user_offline (MAILBOX=false), also while the
+// recipient's node takes longer than a few heartbeats to rewrite its
+// bindings (a node with many), and delivery resumes once they are back.
 func TestNoFalseOfflineDuringRewrite(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -138,7 +139,17 @@ func TestNoFalseOfflineDuringRewrite(t *testing.T) {
 	if m := alice.send(t, map[string]any{"to": "bob", "id": "during"}); m["type"] != "error" || m["code"] != "unavailable" {
 		t.Errorf("while the nodes rewrite their bindings: %v, want error unavailable (bob is online)", m)
 	}
+	// n0 is done; n1, with many bindings perhaps, is still rewriting its
+	// own, for longer than two heartbeat periods.
 	g0.release()
+	apiWaitFor(t, "n0's bindings rewritten", func() bool { return n0.r.restoredAt.Load() != 0 })
+	restored := time.Unix(0, n0.r.restoredAt.Load())
+	for time.Since(restored) < 2*n0.r.heartbeatEvery()+100*time.Millisecond {
+		time.Sleep(50 * time.Millisecond) // the scenario is the time passing
+	}
+	if m := alice.send(t, map[string]any{"to": "bob", "id": "slow"}); m["type"] != "error" || m["code"] != "unavailable" {
+		t.Errorf("while bob's node still rewrites its bindings: %v, want error unavailable (bob is online)", m)
+	}
 	g1.release()
 	apiWaitFor(t, "delivery after the rewrite", func() bool {
 		m := alice.send(t, map[string]any{"to": "bob", "id": "after"})

@@ -524,13 +524,15 @@ func (r *Router) offlineUncertain() bool {
 }
 
 // othersRestoring reports whether this node rewrote its bindings within
-// the last two heartbeat periods. The store lost them for every node
-// (restarted or flushed) then, so other nodes may not have rewritten
-// theirs yet: each does at its next heartbeat, within one period. Until
-// then a target found without connections may well have some there.
+// the last HeartbeatTTL. The store lost them for every node (restarted or
+// flushed) then, so other nodes may not have rewritten theirs yet: each
+// starts at its next heartbeat, within one period, and one with many
+// bindings takes a while. A live node beats within HeartbeatTTL (else the
+// others count it dead), so until then a target found without
+// connections may well have some there.
 func (r *Router) othersRestoring() bool {
 	at := r.restoredAt.Load()
-	return at != 0 && time.Since(time.Unix(0, at)) < 2*r.heartbeatEvery()
+	return at != 0 && time.Since(time.Unix(0, at)) < r.cfg.HeartbeatTTL
 }
 
 // maxPending bounds the unbinds kept for retrying. Past it the oldest are
