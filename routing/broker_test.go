@@ -706,6 +706,32 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		brokerWaitFor(t, "delivery after the rebuild", func() bool { return n1.times("after") == 1 })
 	})
 
+	// A subscription goes silent before it delivered anything: what Redis
+	// sent on it is lost, counted as reached. The node has no position in
+	// the history of those channels, so it replays what was published to
+	// it within the history's lifetime, once the probe has the
+	// subscription rebuilt: each message once, in order.
+	t.Run("SilentBeforeFirstMessage", func(t *testing.T) {
+		// Not parallel: the proxy silences every subscription through it.
+		env := newEnv(t)
+		n0, n1 := startBrokerNode(t, env, "n0"), startBrokerNode(t, env, "n1")
+		n1.hold(t, "quiet", "ivy", 1)
+		topics := []Topic{{Action: "quiet"}, {Action: "quiet", User: "ivy"}}
+		env.redis.proxy.silence()
+		for i := range 6 {
+			if d := n0.mustPublish(t, topics[i%2], fmt.Sprintf("m%d", i)); d.Reached != 1 {
+				t.Fatalf("message %d: %+v, want Reached 1 (Redis sent it to the silent subscription)", i, d)
+			}
+		}
+		for k, tp := range topics {
+			want := []string{fmt.Sprintf("m%d", k), fmt.Sprintf("m%d", k+2), fmt.Sprintf("m%d", k+4)}
+			brokerWaitFor(t, fmt.Sprintf("%+v replayed", tp), func() bool { return len(n1.payloads(tp)) >= len(want) })
+			if got := n1.payloads(tp); !slices.Equal(got, want) {
+				t.Errorf("%+v: %v, want %v", tp, got, want)
+			}
+		}
+	})
+
 	// Redis restarts empty: the node writes its bindings back, publishing
 	// works again (the script cache is empty too), nothing twice.
 	t.Run("RedisRestart", func(t *testing.T) {
