@@ -680,6 +680,45 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		}
 	})
 
+	// A node stops holding a channel, then holds it again (a user's last
+	// connection closed, a new one came), and the new subscription breaks
+	// before it received anything: the node still knows where it was in
+	// the channel's history, so it replays nothing it delivered before.
+	t.Run("ResubscribedKeepsPosition", func(t *testing.T) {
+		// Not parallel: it kills every subscription on the Redis the
+		// subtests share.
+		env := newEnv(t)
+		n0, n1 := startBrokerNode(t, env, "n0"), startBrokerNode(t, env, "n1")
+		n1.hold(t, "again", "", 1)
+		tp := Topic{Action: "again"}
+		for i := range 3 {
+			n0.mustPublish(t, tp, fmt.Sprintf("old %d", i))
+		}
+		brokerWaitFor(t, "the first messages delivered", func() bool { return len(n1.payloads(tp)) == 3 })
+		n1.b.Unsubscribe(tp)
+		brokerWaitFor(t, "the channel unsubscribed", func() bool {
+			return len(env.redis.channels(t, storePrefix(t)+"ch:a:*again*")) == 0
+		})
+		n1.subscribe(t, tp)
+		if err := env.redis.masters(t.Context(), func(c *redis.Client) error {
+			return c.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		i := 0
+		brokerWaitFor(t, "delivery after CLIENT KILL TYPE pubsub", func() bool {
+			i++
+			d, err := n0.publish(t.Context(), tp, fmt.Sprintf("new %d", i))
+			return err == nil && d.Reached == 1
+		})
+		brokerWaitFor(t, "the last message delivered", func() bool { return n1.times(fmt.Sprintf("new %d", i)) == 1 })
+		for k := range 3 {
+			if n := n1.times(fmt.Sprintf("old %d", k)); n != 1 {
+				t.Errorf("old %d delivered %d times, want once", k, n)
+			}
+		}
+	})
+
 	if t.Name() != "TestRedisBroker" {
 		return // the remaining subtests restart or proxy a single Redis
 	}
