@@ -25,14 +25,21 @@ var luaHistoryRead string
 
 var historyReadScript = redis.NewScript(luaHistoryRead)
 
-// History sizes: how many entries a target's history keeps (about), and
-// how long it lives after its last message. A node replays at most that
-// much after a broken subscription; its subscription comes back within
-// seconds.
+// History sizes: how many entries a target's history keeps (about; fewer
+// for large messages, so that it holds about HistoryBytes), and how long
+// it lives after its last message. A node replays at most that much after
+// a broken subscription; its subscription comes back within seconds.
 const (
 	HistoryLength = 1000
+	HistoryBytes  = 4 << 20
 	HistoryTTL    = time.Minute
 )
+
+// historyLen is the length a history is trimmed to when it takes a frame
+// of n bytes: HistoryLength, or fewer (at least 16) for large frames.
+func historyLen(n int) int {
+	return max(16, min(HistoryLength, HistoryBytes/max(n, 1)))
+}
 
 // HistoryEntry is one envelope read back from a history.
 type HistoryEntry struct {

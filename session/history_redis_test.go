@@ -148,3 +148,16 @@ func subscribeAll(t *testing.T, s *RedisStore, chs ...string) {
 		}()
 	}
 }
+
+// TestHistoryLen: a history holds up to HistoryLength small messages, and
+// about HistoryBytes of large ones (at least 16).
+func TestHistoryLen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ frame, want int }{
+		{0, 1000}, {200, 1000}, {4096, 1000}, {16384, 256}, {65536, 64}, {1 << 30, 16},
+	} {
+		if got := historyLen(tc.frame); got != tc.want {
+			t.Errorf("historyLen(%d) = %d, want %d", tc.frame, got, tc.want)
+		}
+	}
+}

@@ -76,7 +76,7 @@ func (s *RedisStore) RouteDirect(ctx context.Context, pipe redis.Pipeliner, mb *
 	} else {
 		// The history, then unused keys declared in the recipient's slot.
 		keys = append(keys, s.historyKey(Target{Action: d.Action, User: d.User}), route, route, route)
-		args = append(args, HistoryLength, HistoryTTL.Milliseconds())
+		args = append(args, historyLen(len(d.Frame)), HistoryTTL.Milliseconds())
 	}
 	if !s.cluster {
 		keys = append(keys, s.nodeKey(node))

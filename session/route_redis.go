@@ -77,7 +77,7 @@ func (s *RedisStore) Route(ctx context.Context, pipe redis.Pipeliner, t Target, 
 	}
 	maxlen := 0
 	if m.History {
-		maxlen = HistoryLength
+		maxlen = historyLen(len(m.Frame))
 	}
 	if eval {
 		return routeScript.Eval(ctx, pipe, keys, chPrefix, m.Header, m.Frame, node, publish, m.Seq, maxlen, HistoryTTL.Milliseconds())
