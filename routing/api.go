@@ -127,10 +127,15 @@ func (r *Router) publish(ctx context.Context, e *Envelope) (int, error) {
 }
 
 // Presence returns the distinct user ids online in action (sorted, never
-// nil) and its number of connections, cluster-wide.
+// nil) and its number of connections, cluster-wide. While this node
+// rewrites its bindings (the store lost them) it fails with an error
+// wrapping ErrBrokerUnavailable: the store would not list its users.
 func (r *Router) Presence(ctx context.Context, action string) (users []string, conns int, err error) {
 	if !ValidAction(action) {
 		return nil, 0, invalidError(errActionText)
+	}
+	if !r.storeOK.Load() {
+		return nil, 0, errStoreNotReady // the store would list none of this node's users
 	}
 	m, err := r.store.ActionConns(ctx, action)
 	if err != nil {

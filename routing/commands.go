@@ -229,6 +229,12 @@ func (r *Router) route(c *Conn, to string, out []byte) (int, error) {
 func (r *Router) presence(c *Conn, id []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout) //nolint:contextcheck // melody gives no request context
 	defer cancel()
+	if !r.storeOK.Load() {
+		// This node's bindings are being rewritten (the store lost them):
+		// the store would list none of its users.
+		r.sendError(c, CodeUnavailable, id, nil)
+		return
+	}
 	users, err := r.store.ActionUsers(ctx, c.action)
 	if err != nil {
 		r.metrics.storeErrors.Inc()

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -138,6 +139,17 @@ func TestNoFalseOfflineDuringRewrite(t *testing.T) {
 	}
 	if m := alice.send(t, map[string]any{"to": "bob", "id": "during"}); m["type"] != "error" || m["code"] != "unavailable" {
 		t.Errorf("while the nodes rewrite their bindings: %v, want error unavailable (bob is online)", m)
+	}
+	// Presence would list neither alice nor bob: unavailable, not a
+	// wrong list, while this node's own bindings are being rewritten.
+	if err := alice.ws.WriteJSON(map[string]any{"type": "presence", "id": "who"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := alice.next(); m["type"] != "error" || m["code"] != "unavailable" {
+		t.Errorf("presence while the node rewrites its bindings: %v, want error unavailable", m)
+	}
+	if code, body := n0.do(t, "GET", "/api/actions/chat", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /api/actions/chat while the node rewrites its bindings: %d %v, want 503", code, body)
 	}
 	// n0 is done; n1, with many bindings perhaps, is still rewriting its
 	// own, for longer than two heartbeat periods.
