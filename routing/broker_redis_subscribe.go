@@ -53,6 +53,19 @@ type shard struct {
 	active map[string]bool
 	closed chan struct{} // closed by the manager before it closes ps
 	done   chan struct{} // closed when its receive loop has returned
+	// unsubscribing counts the SUNSUBSCRIBEs sent per channel whose
+	// answer has not come back: an answer is then ours, not Redis's
+	// notice that the channel's slot moved (a channel unsubscribed and
+	// subscribed again at once gets its old answer after the new
+	// subscription).
+	unsubscribing map[string]int
+}
+
+// unsubscribed is a sunsubscribe message read on sh: the answer to one of ours,
+// or Redis unsubscribing ch by itself.
+type unsubscribed struct {
+	sh *shard
+	ch string
 }
 
 type subscriptions struct {
@@ -66,11 +79,11 @@ type subscriptions struct {
 	// unsubscribes it.
 	live map[string]bool
 
-	changed chan struct{} // a channel is wanted, or not wanted any more
-	broken  chan *shard   // a shard's connection failed
-	dropped chan string   // Redis unsubscribed a channel by itself (slot moved)
-	moved   chan moved    // a shard refused a subscription: not its slot
-	rebuild chan string   // the probe found the shard of this channel silent
+	changed chan struct{}     // a channel is wanted, or not wanted any more
+	broken  chan *shard       // a shard's connection failed
+	dropped chan unsubscribed // a sunsubscribe message: ours, or Redis's (slot moved)
+	moved   chan moved        // a shard refused a subscription: not its slot
+	rebuild chan string       // the probe found the shard of this channel silent
 
 	// pos is each channel's position in its target's history
 	// (broker_redis_history.go); swept is when it was last swept.
@@ -89,7 +102,7 @@ func (s *subscriptions) init(b *RedisBroker) {
 	s.pos = make(map[string]*histPos)
 	s.changed = make(chan struct{}, 1)
 	s.broken = make(chan *shard, 16)
-	s.dropped = make(chan string, 1024)
+	s.dropped = make(chan unsubscribed, 1024)
 	s.moved = make(chan moved, 1024)
 	s.rebuild = make(chan string, 1)
 	s.shards = make(map[string]*shard)
@@ -186,14 +199,19 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 				wait = backoff
 				backoff = min(2*backoff, 2*time.Second)
 			}
-		case ch := <-s.dropped:
-			// Redis moved the channel's slot to another master.
-			if sh := s.placed[ch]; sh != nil && sh.active[ch] {
+		case d := <-s.dropped:
+			switch n := d.sh.unsubscribing[d.ch]; {
+			case n > 1:
+				d.sh.unsubscribing[d.ch] = n - 1 // the answer to our SUNSUBSCRIBE
+			case n == 1:
+				delete(d.sh.unsubscribing, d.ch)
+			case s.placed[d.ch] == d.sh && d.sh.active[d.ch]:
+				// Redis moved the channel's slot to another master.
 				s.mu.Lock()
-				s.lostLocked(ch)
+				s.lostLocked(d.ch)
 				s.mu.Unlock()
-				delete(sh.active, ch)
-				delete(s.placed, ch)
+				delete(d.sh.active, d.ch)
+				delete(s.placed, d.ch)
 				s.reloadSlots(ctx)
 				wait = slotReloadWait
 			}
@@ -207,6 +225,12 @@ func (s *subscriptions) run(ctx context.Context, deliver func(*Envelope) int) {
 					if keySlot(ch) == m.slot {
 						delete(m.sh.active, ch)
 						delete(s.placed, ch)
+					}
+				}
+				// A SUNSUBSCRIBE refused so gets no answer.
+				for ch := range m.sh.unsubscribing {
+					if keySlot(ch) == m.slot {
+						delete(m.sh.unsubscribing, ch)
 					}
 				}
 				s.reloadSlots(ctx)
@@ -362,7 +386,8 @@ func (s *subscriptions) shardFor(ctx context.Context, ch string, deliver func(*E
 	if sh := s.shards[key]; sh != nil {
 		return sh, nil
 	}
-	sh := &shard{key: key, active: make(map[string]bool), closed: make(chan struct{}), done: make(chan struct{})}
+	sh := &shard{key: key, active: make(map[string]bool), unsubscribing: make(map[string]int),
+		closed: make(chan struct{}), done: make(chan struct{})}
 	if cluster {
 		sh.ps = client.SSubscribe(ctx)
 	} else {
@@ -411,6 +436,9 @@ func (s *subscriptions) send(ctx context.Context, sh *shard, sub bool, chs []str
 		if sub {
 			err = sh.ps.SSubscribe(ctx, group...)
 		} else {
+			for _, ch := range group {
+				sh.unsubscribing[ch]++
+			}
 			err = sh.ps.SUnsubscribe(ctx, group...)
 		}
 		if err != nil {
@@ -457,7 +485,7 @@ func (s *subscriptions) receive(ctx context.Context, sh *shard, deliver func(*En
 				}
 			case "sunsubscribe": // ours, or Redis's when the channel's slot moved
 				select {
-				case s.dropped <- m.Channel:
+				case s.dropped <- unsubscribed{sh, m.Channel}:
 				case <-sh.closed:
 				case <-ctx.Done():
 				}

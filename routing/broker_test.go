@@ -523,6 +523,32 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		return
 	}
 
+	// A channel unsubscribed and subscribed again at once, then
+	// unsubscribed: it must be gone from Redis. On a cluster the answer to
+	// the first SUNSUBSCRIBE came after the new subscription and was taken
+	// for Redis's notice of a slot move; the channel was forgotten while
+	// still subscribed, and leaked (in about a third of the rounds, with this jitter).
+	t.Run("UnsubscribeResubscribe", func(t *testing.T) {
+		t.Parallel()
+		env := newEnv(t)
+		n1 := startBrokerNode(t, env, "n1")
+		eve := Topic{Action: "desk", User: "eve"}
+		n1.hold(t, "desk", "eve", 1)
+		for round := range 128 {
+			n1.b.Unsubscribe(eve)
+			// Jitter, so that the manager's unsubscribe and its answer
+			// fall on either side of the subscription that follows.
+			for end := time.Now().Add(time.Duration(round%8) * 30 * time.Microsecond); time.Now().Before(end); { //nolint:revive // spin
+			}
+			n1.subscribe(t, eve)
+			n1.b.Unsubscribe(eve)
+			brokerWaitFor(t, fmt.Sprintf("round %d: the channel gone from Redis", round), func() bool {
+				return len(env.redis.channels(t, storePrefix(t)+"ch:u:*eve*")) == 0
+			})
+			n1.subscribe(t, eve)
+		}
+	})
+
 	// A node whose broker stopped while the store still lists its
 	// connections: they are missed, the live node's are reached.
 	t.Run("DeadNode", func(t *testing.T) {
