@@ -59,7 +59,7 @@ func (h HistID) String() string {
 }
 
 // parseHistID parses an id in Redis's form, "ms-seq".
-func parseHistID(b []byte) (HistID, bool) {
+func parseHistID(b string) (HistID, bool) {
 	var h HistID
 	i := 0
 	for ; i < len(b) && b[i] != '-'; i++ {
@@ -75,12 +75,14 @@ func parseHistID(b []byte) (HistID, bool) {
 	return h, ok
 }
 
-func parseUint(b []byte) (uint64, bool) {
+// parseUint parses a decimal of at most 19 digits, without allocating.
+func parseUint[T string | []byte](b T) (uint64, bool) {
 	if len(b) == 0 || len(b) > 19 {
 		return 0, false
 	}
 	var n uint64
-	for _, c := range b {
+	for i := range len(b) {
+		c := b[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}
@@ -256,7 +258,7 @@ func (e *Envelope) UnmarshalBinary(b []byte) error {
 		e.Seq = int64(seq)
 	}
 	if e.Conn != "" && e.carriesHist() {
-		h, ok := parseHistID([]byte(e.Conn))
+		h, ok := parseHistID(e.Conn)
 		if !ok {
 			return errBadEnvelope
 		}

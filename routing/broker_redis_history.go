@@ -160,7 +160,7 @@ func (s *subscriptions) replayPages(ctx context.Context, j replayJob, page sessi
 	var env Envelope
 	for {
 		for _, e := range page.Entries {
-			h, ok := parseHistID([]byte(e.ID))
+			h, ok := parseHistID(e.ID)
 			if !ok {
 				continue
 			}
@@ -174,7 +174,7 @@ func (s *subscriptions) replayPages(ctx context.Context, j replayJob, page sessi
 			deliver(&env)
 			s.b.historyReplayed.Add(1)
 		}
-		if h, ok := parseHistID([]byte(page.Last)); ok {
+		if h, ok := parseHistID(page.Last); ok {
 			s.advance(j.ch, h)
 		}
 		if !page.More {

@@ -58,6 +58,17 @@ func (r *redisEnv) masters(ctx context.Context, fn func(c *redis.Client) error) 
 	return fmt.Errorf("unexpected client %T", r.client)
 }
 
+// killPubSub has every master drop its pub/sub connections (CLIENT KILL
+// TYPE pubsub).
+func (r *redisEnv) killPubSub(t *testing.T) {
+	t.Helper()
+	if err := r.masters(t.Context(), func(c *redis.Client) error {
+		return c.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // channels lists our channels subscribed on Redis (PUBSUB CHANNELS, or
 // SHARDCHANNELS on every master of a cluster).
 func (r *redisEnv) channels(t *testing.T, pattern string) []string {
@@ -623,11 +634,7 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		n1.hold(t, "chat", "erin", 1)
 		erin := Topic{Action: "chat", User: "erin"}
 		n0.mustPublish(t, erin, "before")
-		if err := env.redis.masters(t.Context(), func(c *redis.Client) error {
-			return c.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err()
-		}); err != nil {
-			t.Fatal(err)
-		}
+		env.redis.killPubSub(t)
 		i := 0
 		brokerWaitFor(t, "delivery after CLIENT KILL TYPE pubsub", func() bool {
 			i++
@@ -680,11 +687,7 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 		if queuedPubSub(t, env.redis) == 0 {
 			t.Fatalf("nothing queued in redis after %d messages", count)
 		}
-		if err := env.redis.masters(t.Context(), func(c *redis.Client) error {
-			return c.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err()
-		}); err != nil {
-			t.Fatal(err)
-		}
+		env.redis.killPubSub(t)
 		paused = false
 		n1.pause.Unlock()
 		for k, tp := range topics {
@@ -726,11 +729,7 @@ func testBroker(t *testing.T, newEnv func(t *testing.T) *brokerEnv) {
 			return len(env.redis.channels(t, storePrefix(t)+"ch:a:*again*")) == 0
 		})
 		n1.subscribe(t, tp)
-		if err := env.redis.masters(t.Context(), func(c *redis.Client) error {
-			return c.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err()
-		}); err != nil {
-			t.Fatal(err)
-		}
+		env.redis.killPubSub(t)
 		i := 0
 		brokerWaitFor(t, "delivery after CLIENT KILL TYPE pubsub", func() bool {
 			i++

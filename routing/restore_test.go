@@ -11,81 +11,77 @@ import (
 	"github.com/switchboard/switchboard/session"
 )
 
-// gatedRestoreStore holds Restore, once armed, until it is released: a
-// node rewriting many bindings after Redis lost them. With beatGate, it
-// also holds the answer of a Heartbeat that found the node's heartbeat
-// gone, after Redis wrote it again: a node slow to see that answer.
+// testGate holds a store call, once armed, until it is released.
+type testGate struct {
+	mu      sync.Mutex
+	open    chan struct{} // nil: calls go through
+	reached chan struct{} // closed when a held call starts waiting
+}
+
+func (g *testGate) arm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open, g.reached = make(chan struct{}), make(chan struct{})
+}
+
+func (g *testGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open != nil {
+		close(g.open)
+		g.open = nil
+	}
+}
+
+// entered is closed once a call waits at the armed gate.
+func (g *testGate) entered() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.reached
+}
+
+// wait holds the caller while the gate is armed, until it is released or
+// ctx ends.
+func (g *testGate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	open, reached := g.open, g.reached
+	g.mu.Unlock()
+	if open == nil {
+		return nil
+	}
+	select {
+	case <-reached:
+	default:
+		close(reached)
+	}
+	select {
+	case <-open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// gatedRestoreStore holds Restore at its restore gate: a node rewriting
+// many bindings after Redis lost them. Its beat gate holds the answer of
+// a Heartbeat that found the node's heartbeat gone, after Redis wrote it
+// again: a node slow to see that answer.
 type gatedRestoreStore struct {
 	*session.RedisStore
-	mu      sync.Mutex
-	gate    chan struct{} // nil: Restore goes through
-	entered chan struct{} // closed when a held Restore starts
-
-	beatGate    chan struct{} // nil: Heartbeat answers at once
-	beatEntered chan struct{} // closed when a held Heartbeat waits
-}
-
-func (s *gatedRestoreStore) armHeartbeat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.beatGate, s.beatEntered = make(chan struct{}), make(chan struct{})
-}
-
-func (s *gatedRestoreStore) releaseHeartbeat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.beatGate != nil {
-		close(s.beatGate)
-		s.beatGate = nil
-	}
+	restore, beat testGate
 }
 
 func (s *gatedRestoreStore) Heartbeat(ctx context.Context, node string, ttl time.Duration) (bool, error) {
 	alive, err := s.RedisStore.Heartbeat(ctx, node, ttl)
-	s.mu.Lock()
-	gate, entered := s.beatGate, s.beatEntered
-	s.mu.Unlock()
-	if gate != nil && err == nil && !alive {
-		select {
-		case <-entered:
-		default:
-			close(entered)
-		}
-		<-gate
+	if err == nil && !alive {
+		_ = s.beat.wait(ctx)
 	}
 	return alive, err
 }
 
-func (s *gatedRestoreStore) arm() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gate, s.entered = make(chan struct{}), make(chan struct{})
-}
-
-func (s *gatedRestoreStore) release() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gate != nil {
-		close(s.gate)
-		s.gate = nil
-	}
-}
-
 func (s *gatedRestoreStore) Restore(ctx context.Context, bs []session.Binding) error {
-	s.mu.Lock()
-	gate, entered := s.gate, s.entered
-	s.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-entered:
-		default:
-			close(entered)
-		}
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := s.restore.wait(ctx); err != nil {
+		return err
 	}
 	return s.RedisStore.Restore(ctx, bs)
 }
@@ -125,15 +121,15 @@ func TestNoFalseOfflineDuringRewrite(t *testing.T) {
 		t.Fatalf("bob got %v, want alice's message", m)
 	}
 
-	g0.arm()
-	g1.arm()
-	defer g0.release()
-	defer g1.release()
+	g0.restore.arm()
+	g1.restore.arm()
+	defer g0.restore.release()
+	defer g1.restore.release()
 	if err := srv.Client().FlushAll(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-g0.entered: // n0's heartbeat is back; its bindings are being rewritten
+	case <-g0.restore.entered(): // n0's heartbeat is back; its bindings are being rewritten
 	case <-time.After(10 * time.Second):
 		t.Fatal("n0 did not start rewriting its bindings")
 	}
@@ -153,7 +149,7 @@ func TestNoFalseOfflineDuringRewrite(t *testing.T) {
 	}
 	// n0 is done; n1, with many bindings perhaps, is still rewriting its
 	// own, for longer than two heartbeat periods.
-	g0.release()
+	g0.restore.release()
 	apiWaitFor(t, "n0's bindings rewritten", func() bool { return n0.r.restoredAt.Load() != 0 })
 	restored := time.Unix(0, n0.r.restoredAt.Load())
 	for time.Since(restored) < 2*n0.r.heartbeatEvery()+100*time.Millisecond {
@@ -162,7 +158,7 @@ func TestNoFalseOfflineDuringRewrite(t *testing.T) {
 	if m := alice.send(t, map[string]any{"to": "bob", "id": "slow"}); m["type"] != "error" || m["code"] != "unavailable" {
 		t.Errorf("while bob's node still rewrites its bindings: %v, want error unavailable (bob is online)", m)
 	}
-	g1.release()
+	g1.restore.release()
 	apiWaitFor(t, "delivery after the rewrite", func() bool {
 		m := alice.send(t, map[string]any{"to": "bob", "id": "after"})
 		return m["type"] == "ack" && m["delivered"] == 1.0
@@ -222,15 +218,15 @@ func TestNoFalseOfflineAtHeartbeat(t *testing.T) {
 	}
 	<-published
 
-	g0.armHeartbeat()
-	g1.arm() // bob's binding stays gone
-	defer g0.releaseHeartbeat()
-	defer g1.release()
+	g0.beat.arm()
+	g1.restore.arm() // bob's binding stays gone
+	defer g0.beat.release()
+	defer g1.restore.release()
 	if err := srv.Client().FlushAll(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-g0.beatEntered: // n0's heartbeat is written again; n0 has not seen the answer
+	case <-g0.beat.entered(): // n0's heartbeat is written again; n0 has not seen the answer
 	case <-time.After(10 * time.Second):
 		t.Fatal("n0 did not beat after the flush")
 	}
@@ -245,11 +241,11 @@ func TestNoFalseOfflineAtHeartbeat(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the message was not published")
 	}
-	g0.releaseHeartbeat()
+	g0.beat.release()
 	if m := alice.nextAnswer(t); m["type"] != "error" || m["code"] != "unavailable" {
 		t.Errorf("routed before the node read its heartbeat's answer: %v, want error unavailable (bob is online)", m)
 	}
-	g1.release()
+	g1.restore.release()
 }
 
 // send writes m and returns the answer: the next message that is an ack
